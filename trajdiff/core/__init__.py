@@ -1,0 +1,1 @@
+"""The engine: schedules, plans, samplers, guides, networks and training. Imports no plugin."""
