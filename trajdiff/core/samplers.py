@@ -141,7 +141,8 @@ def dpmpp_2m_step(
     x_next = (sigma_t / sigma_s) * x + (alpha_t - sigma_t * alpha_s / sigma_s) * data
     moving = (k_to != k_from)[..., None]
     state["x0_prev"] = torch.where(moving, prediction.x0, state.get("x0_prev", prediction.x0))
-    state["lam_prev"] = torch.where(moving, lam_s, lam_prev if lam_prev is not None else torch.full_like(lam_s, float("nan")))
+    unknown = torch.full_like(lam_s, float("nan"))
+    state["lam_prev"] = torch.where(moving, lam_s, lam_prev if lam_prev is not None else unknown)
     return x_next
 
 
@@ -367,7 +368,8 @@ def stream(
     state: State = {}
 
     def walk(x: Tensor, offsets: Sequence[float]) -> Tensor:
-        rows = [torch.cat([torch.zeros(n_context, dtype=torch.float64), plan_lib.staircase(window, o)]) for o in offsets]
+        clean = torch.zeros(n_context, dtype=torch.float64)
+        rows = [torch.cat([clean, plan_lib.staircase(window, o)]) for o in offsets]
         return sample(
             denoise, x, torch.stack(rows), schedule,
             solver=solver, cond=cond, guides=guides, generator=generator, state=state,
