@@ -54,6 +54,162 @@ def demo(
         _fail(error)
 
 
+@app.command()
+def plugins() -> None:
+    """List the domains, costs and data sets that installed plugins provide, and plugins that failed."""
+    from trajdiff.plugins.manager import get_plugins
+
+    registry = get_plugins()
+    rows = registry.contributions()
+    for kind, title in (("domain", "Domains"), ("cost", "Costs"), ("dataset", "Data sets")):
+        typer.secho(title, bold=True)
+        chosen = [row for row in rows if row.kind == kind]
+        if not chosen:
+            typer.echo("  (none)")
+        for row in chosen:
+            where = f"[{row.plugin} from {row.package}]"
+            target = f" (domain {row.domain})" if kind != "domain" and row.domain else ""
+            summary = f"  {row.summary}" if row.summary else ""
+            typer.echo(f"  {row.name:<18}{where}{target}{summary}")
+    if registry.failures:
+        typer.secho("Plugins that failed", bold=True, fg=typer.colors.YELLOW)
+        for failure in registry.failures:
+            typer.echo(f"  {failure}")
+    if not registry.autoload:
+        typer.echo("(third-party plugins not loaded: TRAJDIFF_DISABLE_PLUGIN_AUTOLOAD is set)")
+
+
+datasets_app = typer.Typer(help="Data sets the plugins can load or generate.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List named data sets: domain, licence, source or how they are generated."""
+    from trajdiff.plugins.manager import get_plugins
+
+    cards = get_plugins().datasets()
+    if not cards:
+        typer.echo("no data sets (no plugin provides any)")
+    for name, card in sorted(cards.items()):
+        how = "generated: trajdiff datasets make " + name if card.make else (card.source or card.obtain)
+        typer.echo(f"{name:<16} domain={card.domain:<12} {card.summary}")
+        typer.echo(f"{'':<16} {how}" + (f"  licence: {card.licence}" if card.licence else ""))
+
+
+@datasets_app.command("make")
+def datasets_make(
+    name: str = typer.Argument(..., help="A generated data set from `trajdiff datasets list`."),
+    out: Path = typer.Option(..., "--out", help="File to write (.csv or .parquet)."),
+) -> None:
+    """Generate one of the project's own data sets and write it to a file."""
+    from trajdiff.plugins.manager import get_plugins
+
+    try:
+        card = get_plugins().dataset(name)
+        if card.make is None:
+            raise_error = f"{name} is a real data set, not generated; obtain it from {card.source or card.obtain}"
+            typer.secho(f"error: {raise_error}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2)
+        path = card.make(out)
+    except TrajdiffError as error:
+        _fail(error)
+    typer.echo(f"wrote {path}")
+
+
+def _parse_costs(values: list[str]) -> dict[str, float]:
+    costs = {}
+    for value in values:
+        name, _, scale = value.partition("=")
+        try:
+            costs[name] = float(scale) if scale else 1.0
+        except ValueError:
+            typer.secho(f"error: --cost {value!r}: write NAME or NAME=SCALE, e.g. smoothness=0.5", fg="red", err=True)
+            raise typer.Exit(code=2) from None
+    return costs
+
+
+@app.command()
+def train(
+    domain: str = typer.Option(..., help="Domain name (see `trajdiff plugins`)."),
+    data: Path = typer.Option(..., help="Training data file in a format the domain reads."),
+    out: Path = typer.Option(..., help="Model directory to write (config.json + safetensors)."),
+    steps: int = typer.Option(None, min=1, help="Training steps (default: the domain's)."),
+    minutes: float = typer.Option(None, min=0.01, help="Stop after this many minutes."),
+    history: int = typer.Option(None, min=0, help="Observed tokens per window (default: the domain's)."),
+    horizon: int = typer.Option(None, min=1, help="Forecast tokens per window (default: the domain's)."),
+    batch_size: int = typer.Option(None, min=1, help="Windows per training step."),
+    stride: int = typer.Option(None, min=1, help="Step between training windows."),
+    seed: int = typer.Option(0, help="Random seed."),
+    resume: bool = typer.Option(False, help="Continue training the model in --out."),
+) -> None:
+    """Train a model for a domain on a data file."""
+    from trajdiff import api
+
+    try:
+        summary = api.train(domain, data, out, steps=steps, minutes=minutes, history=history, horizon=horizon,
+                            batch_size=batch_size, stride=stride, seed=seed, resume=resume)
+    except TrajdiffError as error:
+        _fail(error)
+    typer.echo(f"trained {summary.domain} model for {summary.steps} steps in {summary.seconds:.0f} s on "
+               f"{summary.windows} windows (final loss {summary.final_loss:.4f}) -> {summary.model_dir}")
+    if summary.skipped_episodes:
+        typer.echo(f"{len(summary.skipped_episodes)} episode(s) too short for one window were not used")
+
+
+@app.command()
+def forecast(
+    model: Path = typer.Option(..., help="Model directory written by `trajdiff train`."),
+    data: Path = typer.Option(..., help="Data whose continuation to forecast (every entity in it)."),
+    out: Path = typer.Option(..., help="Output table: .csv or .parquet."),
+    samples: int = typer.Option(None, min=1, help="Samples per entity (default: the domain's)."),
+    nfe: int = typer.Option(None, min=1, help="Function evaluations (sampler steps)."),
+    solver: str = typer.Option(None, help="ddpm, ddim, dpmpp2m, euler or heun."),
+    plot: Path = typer.Option(None, help="Also write a plot (.png)."),
+    cost: list[str] = typer.Option([], help="Guide with a cost: NAME or NAME=SCALE (repeatable)."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Forecast every entity in a data file: one row per sample, entity and future step."""
+    from trajdiff import api
+
+    try:
+        result = api.forecast(model, data, samples=samples, nfe=nfe, solver=solver, seed=seed, out=out, plot=plot,
+                              costs=_parse_costs(cost))
+    except TrajdiffError as error:
+        _fail(error)
+    typer.echo(f"forecast {len(result.samples)} entit{'y' if len(result.samples) == 1 else 'ies'} "
+               f"({len(result.table)} rows) in {result.seconds:.1f} s -> {out}" + (f", plot {plot}" if plot else ""))
+    if result.skipped:
+        typer.echo(f"{len(result.skipped)} entit(ies) with too little history were skipped: {result.skipped[:5]}")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(..., help="Model directory written by `trajdiff train`."),
+    data: Path = typer.Option(..., help="Held-out data with true futures."),
+    out: Path = typer.Option(None, help="Metrics JSON to write (default: MODEL/evaluation.json)."),
+    samples: int = typer.Option(None, min=1, help="Samples per window."),
+    nfe: int = typer.Option(None, min=1, help="Function evaluations (sampler steps)."),
+    stride: int = typer.Option(None, min=1, help="Step between evaluation windows (default: the horizon)."),
+    max_windows: int = typer.Option(None, min=1, help="Evaluate at most this many windows, evenly spread."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Backtest a model on data with known futures; print the domain's metrics and write them as JSON."""
+    from trajdiff import api
+
+    target = out or model / "evaluation.json"
+    try:
+        result = api.evaluate(model, data, samples=samples, nfe=nfe, stride=stride, max_windows=max_windows,
+                              seed=seed, out=target)
+    except TrajdiffError as error:
+        _fail(error)
+    typer.echo(f"{result['domain']} model on {result['windows']} windows, {result['samples']} samples, "
+               f"{result['nfe']} NFE:")
+    for name, value in result["metrics"].items():
+        typer.echo(f"  {name:<16}{value:.4f}")
+    typer.echo(f"-> {target}")
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,106 @@
+"""The command line end to end, with the example third-party plugin installed as a real distribution."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAJDIFF = str(Path(sys.executable).with_name("trajdiff"))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """`pip install`s examples/plugin_template into a private folder (a real dist-info with entry points)."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(ROOT / "examples" / "plugin_template")], check=True,
+                   capture_output=True)
+    return target
+
+
+def run(args: list[str], site: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, OMP_NUM_THREADS="1", **env)
+    if site is not None:
+        environment["PYTHONPATH"] = str(site)
+    return subprocess.run([TRAJDIFF, *args], capture_output=True, text=True, env=environment, timeout=600)
+
+
+def test_help_is_there_for_every_command() -> None:
+    result = run(["--help"])
+    assert result.returncode == 0
+    for command in ("plugins", "datasets", "train", "forecast", "evaluate", "demo"):
+        assert command in result.stdout
+    assert "--domain" in run(["train", "--help"]).stdout
+
+
+def test_plugins_lists_builtin_and_third_party_contributions(site) -> None:
+    result = run(["plugins"], site)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "timeseries" in out and "[timeseries from trajdiff]" in out
+    assert "pendulum" in out and "[pendulum from trajdiff-pendulum]" in out
+    assert "total_variation" in out and "(domain timeseries)" in out
+    assert "pendulum-damped" in out
+    disabled = run(["plugins"], site, TRAJDIFF_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert "pendulum" not in disabled.stdout and "timeseries" in disabled.stdout
+    assert "third-party plugins not loaded" in disabled.stdout
+
+
+def test_train_forecast_evaluate_with_a_third_party_domain(site, tmp_path) -> None:
+    data = tmp_path / "pendulum.csv"
+    made = run(["datasets", "make", "pendulum-damped", "--out", str(data)], site)
+    assert made.returncode == 0, made.stderr
+    model = tmp_path / "model"
+    trained = run(["train", "--domain", "pendulum", "--data", str(data), "--out", str(model), "--steps", "60"], site)
+    assert trained.returncode == 0, trained.stderr
+    assert "trained pendulum model for 60 steps" in trained.stdout
+    config = json.loads((model / "config.json").read_text())
+    assert config["extra"]["domain"] == "pendulum" and config["extra"]["package"] == "trajdiff-pendulum"
+
+    out, plot = tmp_path / "forecast.csv", tmp_path / "forecast.png"
+    forecast = run(["forecast", "--model", str(model), "--data", str(data), "--samples", "3", "--out", str(out),
+                    "--plot", str(plot)], site)
+    assert forecast.returncode == 0, forecast.stderr
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["sample", "entity", "time", "step", "theta", "omega"]
+    assert len(table) == 3 * 40 * 20  # samples x runs x horizon
+    assert table["time"].min() > 9.9  # continues after the last logged time (199 * 0.05)
+    assert plot.stat().st_size > 10_000
+
+    metrics = tmp_path / "metrics.json"
+    evaluated = run(["evaluate", "--model", str(model), "--data", str(data), "--samples", "4", "--out", str(metrics),
+                     "--max-windows", "40"], site)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "angle_mae" in evaluated.stdout
+    result = json.loads(metrics.read_text())
+    assert result["windows"] == 40 and result["metrics"]["angle_mae"] >= 0
+
+    parquet = tmp_path / "forecast.parquet"
+    assert run(["forecast", "--model", str(model), "--data", str(data), "--samples", "2", "--out", str(parquet)],
+               site).returncode == 0
+    assert len(pd.read_parquet(parquet)) == 2 * 40 * 20
+
+    wrong_cost = run(["forecast", "--model", str(model), "--data", str(data), "--out", str(out),
+                      "--cost", "total_variation=1"], site)
+    assert wrong_cost.returncode == 2 and "has no cost 'total_variation'" in wrong_cost.stderr
+
+
+def test_user_errors_are_messages_not_tracebacks(site, tmp_path) -> None:
+    missing = run(["train", "--domain", "nope", "--data", str(tmp_path / "x.csv"), "--out", str(tmp_path / "m")])
+    assert missing.returncode == 2 and "no domain named 'nope'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    no_model = run(["forecast", "--model", str(tmp_path / "absent"), "--data", str(tmp_path / "x.csv"),
+                    "--out", str(tmp_path / "f.csv")])
+    assert no_model.returncode == 2 and "absent" in no_model.stderr and "Traceback" not in no_model.stderr
+    disabled = run(["train", "--domain", "pendulum", "--data", "x.csv", "--out", str(tmp_path / "m")], site,
+                   TRAJDIFF_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert disabled.returncode == 2 and "no domain named 'pendulum'" in disabled.stderr
+    real = run(["datasets", "make", "etth1", "--out", str(tmp_path / "e.csv")])
+    assert real.returncode == 2 and "real data set" in real.stderr

@@ -1,0 +1,214 @@
+"""The plugin system: every hook, broken plugins isolated by name, autoload switch, entry points."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from trajdiff.core.data import Episodes
+from trajdiff.plugins import spec
+from trajdiff.plugins.manager import DISABLE_AUTOLOAD_ENV, PluginError, Plugins
+from trajdiff.plugins.spec import DatasetCard, Domain, Encoder, ModelDefaults, hookimpl
+
+
+class _Identity(Encoder):
+    dim = 1  # type: ignore[assignment]
+
+    def fit(self, episodes: Episodes) -> _Identity:
+        return self
+
+    def encode(self, window: np.ndarray, history: int) -> tuple[np.ndarray, dict[str, Any]]:
+        return window, {}
+
+    def decode(self, x: np.ndarray, frame: dict[str, Any]) -> np.ndarray:
+        return x
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+
+class ToyDomain(Domain):
+    name = "toy"
+    summary = "a toy domain for tests"
+
+    def load(self, source: Any, **options: Any) -> Episodes:
+        return Episodes([np.zeros((5, 1))], ["v"])
+
+    def make_encoder(self, **options: Any) -> Encoder:
+        return _Identity()
+
+    def encoder_from_state(self, state: dict[str, Any]) -> Encoder:
+        return _Identity()
+
+    def defaults(self) -> ModelDefaults:
+        return ModelDefaults(history=2, horizon=3, network={"kind": "unet"})
+
+    def costs(self) -> dict[str, spec.Cost]:
+        return {"own": lambda x: x.sum(dim=(1, 2))}
+
+
+def _plugin(**hooks: Any) -> SimpleNamespace:
+    return SimpleNamespace(**{name: hookimpl(fn) for name, fn in hooks.items()})
+
+
+def _registry(*plugins: tuple[str, object]) -> Plugins:
+    registry = Plugins(load_entry_points=False)
+    for name, plugin in plugins:
+        registry.register(plugin, name)
+    return registry
+
+
+# -- one test per hook (test_every_hook_has_a_test enforces it) ---------------------------------------------------
+
+
+def test_hook_trajdiff_domains() -> None:
+    registry = _registry(("toys", _plugin(trajdiff_domains=lambda: [ToyDomain()])))
+    assert list(registry.domains()) == ["toy"]
+    assert registry.domain("toy").summary == "a toy domain for tests"
+    assert registry.domain_plugin("toy") == "toys"
+    with pytest.raises(PluginError, match=r"no domain named 'nope'; available: \['toy'\]"):
+        registry.domain("nope")
+
+
+def test_hook_trajdiff_costs() -> None:
+    def extra_costs(domain: Domain) -> dict[str, spec.Cost]:
+        return {"extra": lambda x: x.abs().sum(dim=(1, 2))} if domain.name == "toy" else {}
+
+    registry = _registry(("toys", _plugin(trajdiff_domains=lambda: [ToyDomain()])),
+                         ("extras", _plugin(trajdiff_costs=extra_costs)))
+    costs = registry.costs("toy")
+    assert sorted(costs) == ["extra", "own"]
+    listed = {(row.name, row.plugin, row.domain) for row in registry.contributions() if row.kind == "cost"}
+    assert listed == {("own", "toys", "toy"), ("extra", "extras", "toy")}
+
+
+def test_hook_trajdiff_datasets() -> None:
+    card = DatasetCard(name="toyset", domain="toy", summary="zeros", make=lambda path: Path(path))
+    registry = _registry(("toys", _plugin(trajdiff_datasets=lambda: [card])))
+    assert registry.datasets() == {"toyset": card}
+    assert registry.dataset("toyset").make("x.csv") == Path("x.csv")
+    with pytest.raises(PluginError, match="no data set named 'other'"):
+        registry.dataset("other")
+
+
+def test_every_hook_has_a_test() -> None:
+    """Adding a hook specification without a `test_hook_<name>` test here fails this test."""
+    hooks = [name for name, _ in inspect.getmembers(spec.TrajdiffSpec, inspect.isfunction)
+             if name.startswith("trajdiff_")]
+    source = Path(__file__).read_text()
+    missing = [name for name in hooks if not re.search(rf"^def test_hook_{name}\(", source, re.M)]
+    assert hooks and missing == []
+
+
+# -- broken plugins are reported by name and never take the others down -------------------------------------------
+
+
+class Nameless(ToyDomain):
+    name = ""
+
+
+class BadDefaults(ToyDomain):
+    name = "bad-defaults"
+
+    def defaults(self) -> ModelDefaults:
+        raise RuntimeError("forgot to configure")
+
+
+@pytest.mark.parametrize(
+    ("plugin", "reason"),
+    [
+        (_plugin(trajdiff_domains=lambda: [object()]), "not a trajdiff Domain subclass"),
+        (_plugin(trajdiff_domains=lambda: [Nameless()]), "needs a non-empty name"),
+        (_plugin(trajdiff_domains=lambda: [BadDefaults()]), "defaults\\(\\) raised RuntimeError: forgot to configure"),
+        (_plugin(trajdiff_domains=lambda: 1 / 0), "trajdiff_domains raised ZeroDivisionError"),
+        (_plugin(trajdiff_domains=lambda: [ToyDomain()]), "already provided by plugin 'good'"),
+    ],
+)
+def test_a_broken_domain_plugin_is_reported_and_the_others_keep_working(plugin, reason) -> None:
+    registry = _registry(("good", _plugin(trajdiff_domains=lambda: [ToyDomain()])), ("broken", plugin))
+    assert list(registry.domains()) == ["toy"]
+    assert [f.plugin for f in registry.failures] == ["broken"]
+    assert re.search(reason, registry.failures[0].reason)
+
+
+def test_unknown_hooks_and_bad_signatures_are_rejected_at_registration() -> None:
+    registry = Plugins(load_entry_points=False)
+    assert not registry.register(_plugin(trajdiff_domain=lambda: []), "typo")
+    assert "not trajdiff hooks" in registry.failures[-1].reason
+    assert not registry.register(_plugin(trajdiff_costs=lambda dom: {}), "wrong-args")
+    assert "does not match the hook specifications" in registry.failures[-1].reason
+    assert registry.register(_plugin(trajdiff_domains=lambda: [ToyDomain()]), "good")
+    assert list(registry.domains()) == ["toy"]
+
+
+def test_bad_cost_and_dataset_results_are_reported() -> None:
+    registry = _registry(("toys", _plugin(trajdiff_domains=lambda: [ToyDomain()])),
+                         ("costly", _plugin(trajdiff_costs=lambda domain: ["not", "a", "dict"])),
+                         ("cards", _plugin(trajdiff_datasets=lambda: ["not a card"])))
+    assert sorted(registry.costs("toy")) == ["own"]
+    assert registry.datasets() == {}
+    assert {f.plugin for f in registry.failures} == {"costly", "cards"}
+
+
+def _fake_distribution(root: Path, name: str, entry: str) -> None:
+    """A real installed distribution as importlib.metadata sees one: a dist-info folder on sys.path."""
+    info = root / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[trajdiff.plugins]\n{entry}\n")
+
+
+def test_entry_points_load_third_party_plugins_and_report_import_failures(tmp_path, monkeypatch) -> None:
+    (tmp_path / "toy_plugin.py").write_text(textwrap.dedent("""
+        from tests_toy_support import ToyDomain
+        from trajdiff.plugins.spec import hookimpl
+
+        @hookimpl
+        def trajdiff_domains():
+            return [ToyDomain()]
+    """))
+    (tmp_path / "tests_toy_support.py").write_text(
+        "import sys\nToyDomain = sys.modules['test_plugins'].ToyDomain if 'test_plugins' in sys.modules "
+        "else sys.modules['tests.test_plugins'].ToyDomain\n")
+    _fake_distribution(tmp_path, "toy-plugin", "toy = toy_plugin")
+    _fake_distribution(tmp_path, "broken-plugin", "broken = no_such_module_anywhere")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Plugins(autoload=True)
+    assert "toy" in registry.domains()
+    assert registry.packages["toy"] == "toy-plugin"
+    broken = [f for f in registry.failures if f.plugin == "broken"]
+    assert broken and broken[0].package == "broken-plugin"
+    assert "failed to import no_such_module_anywhere" in broken[0].reason
+
+    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    builtin_only = Plugins()
+    assert "toy" not in builtin_only.domains() and not builtin_only.failures
+    assert set(builtin_only.packages.values()) <= {"trajdiff"}
+
+
+def test_builtin_domains_come_through_the_entry_point_group() -> None:
+    from importlib.metadata import entry_points
+
+    names = {entry.name: entry.dist.name for entry in entry_points(group=spec.ENTRY_POINT_GROUP)
+             if entry.dist is not None and entry.dist.name == "trajdiff"}
+    assert "timeseries" in names
+    registry = Plugins(autoload=False)
+    assert "timeseries" in registry.domains()
+    assert registry.packages[registry.domain_plugin("timeseries")] == "trajdiff"
+
+
+def test_unknown_domain_error_mentions_failed_plugins() -> None:
+    registry = _registry(("broken", _plugin(trajdiff_domains=lambda: 1 / 0)))
+    with pytest.raises(PluginError, match=r"failed to load: plugin 'broken'.*trajdiff plugins"):
+        registry.domain("toy")
+
+
+assert sys.version_info >= (3, 11)

@@ -1,0 +1,403 @@
+"""The Python face of trajdiff: train, forecast and evaluate for any domain.
+
+Each function works from what a user has (a domain name, a data file or DataFrame, a model
+directory) and is what the command line calls. The domain, found through the plugin manager,
+does everything data-specific: loading, encoding into a local normalized frame and back, metrics.
+
+    from trajdiff import api
+    api.train("timeseries", "ETTh1.csv", "runs/etth1", steps=2000)
+    frame = api.forecast("runs/etth1", "ETTh1.csv", samples=20, out="forecast.csv", plot="forecast.png")
+    scores = api.evaluate("runs/etth1", "ETTh1.csv")
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trajdiff import __version__
+from trajdiff.core import plans, samplers
+from trajdiff.core.data import Episodes
+from trajdiff.core.guidance import CostGradient
+from trajdiff.core.model import DiffusionModel
+from trajdiff.core.training import TrainConfig, TrainData, Trainer
+from trajdiff.errors import CheckpointError, ConfigError, DataError
+from trajdiff.plugins.manager import Plugins, get_plugins
+from trajdiff.plugins.spec import Domain, Encoder, ModelDefaults
+
+
+@dataclass
+class TrainSummary:
+    """What a training run did."""
+
+    model_dir: Path
+    domain: str
+    steps: int
+    seconds: float
+    final_loss: float
+    windows: int
+    skipped_episodes: list[str] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def _plugins(plugins: Plugins | None) -> Plugins:
+    return plugins if plugins is not None else get_plugins()
+
+
+def _defaults(domain: Domain, **overrides: Any) -> ModelDefaults:
+    defaults = domain.defaults()
+    changes = {key: value for key, value in overrides.items() if value is not None}
+    return replace(defaults, **changes) if changes else defaults
+
+
+def encode_windows(
+    episodes: Episodes, encoder: Encoder, history: int, length: int, stride: int = 1
+) -> tuple[np.ndarray, list[tuple[int, int]], list[str]]:
+    """All windows of ``length`` rows (step ``stride``) encoded: ``[N, length, D]``, their
+    (episode, start) index, and the ids of episodes too short for one window."""
+    encoded, index, too_short = [], [], []
+    for i, sequence in enumerate(episodes.sequences):
+        if len(sequence) < length:
+            too_short.append(episodes.ids[i])
+            continue
+        for start in range(0, len(sequence) - length + 1, stride):
+            tokens, _ = encoder.encode(sequence[start:start + length], history)
+            encoded.append(tokens)
+            index.append((i, start))
+    if not encoded:
+        longest = max(episodes.lengths) if len(episodes) else 0
+        raise DataError(
+            f"no episode is long enough for one window of {length} rows (history {history} + horizon "
+            f"{length - history}); the longest has {longest} rows. Use shorter --history/--horizon or more data."
+        )
+    return np.stack(encoded).astype(np.float32), index, too_short
+
+
+def train(
+    domain: str,
+    data: Any,
+    out: str | Path,
+    *,
+    steps: int | None = None,
+    minutes: float | None = None,
+    history: int | None = None,
+    horizon: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    stride: int | None = None,
+    network: dict[str, Any] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    resume: bool = False,
+    load_options: dict[str, Any] | None = None,
+    plugins: Plugins | None = None,
+) -> TrainSummary:
+    """Trains a model for ``domain`` on ``data`` and writes the model directory ``out``."""
+    registry = _plugins(plugins)
+    dom = registry.domain(domain)
+    defaults = _defaults(dom, history=history, horizon=horizon, steps=steps, batch_size=batch_size, lr=lr,
+                         stride=stride)
+    episodes = dom.load(data, **(load_options or {}))
+    encoder = dom.make_encoder().fit(episodes)
+    x, _, too_short = encode_windows(episodes, encoder, defaults.history, defaults.length, defaults.stride)
+    if too_short:
+        warnings.warn(f"{len(too_short)} episode(s) shorter than one window ({defaults.length} rows) were not "
+                      f"used for training: {too_short[:5]}{' ...' if len(too_short) > 5 else ''}", stacklevel=2)
+    net = dict(network or defaults.network)
+    net["dim"] = encoder.dim
+    model = DiffusionModel(
+        net, schedule=defaults.schedule, parametrization=defaults.parametrization,
+        extra={
+            "domain": dom.name,
+            "plugin": registry.domain_plugin(dom.name),
+            "package": registry.packages.get(registry.domain_plugin(dom.name), ""),
+            "encoder": encoder.state_dict(),
+            "defaults": asdict(defaults),
+            "trajdiff_version": __version__,
+        },
+    )
+    config = TrainConfig(
+        steps=defaults.steps, batch_size=defaults.batch_size, lr=defaults.lr, history=defaults.history,
+        history_prob=0.75 if defaults.history else 0.0, max_minutes=minutes, seed=seed, progress=progress,
+        checkpoint_every=max(100, defaults.steps // 10),
+    )
+    torch.manual_seed(seed)
+    if not resume and Path(out).exists() and (Path(out) / "config.json").exists():
+        warnings.warn(f"{out} holds a model; it will be replaced (pass resume=True to continue it)", stacklevel=2)
+    trainer = Trainer(model, TrainData(torch.from_numpy(x)), config, out_dir=out, resume=resume,
+                      metadata={"windows": int(x.shape[0]), "episodes": len(episodes),
+                                "skipped_episodes": too_short})
+    result = trainer.fit()
+    final = float(np.mean(result.losses[-50:])) if result.losses else float("nan")
+    return TrainSummary(Path(out), dom.name, result.step, result.seconds, final, int(x.shape[0]), too_short,
+                        result.stopped_early)
+
+
+@dataclass
+class LoadedModel:
+    """A model directory with its domain and encoder, ready to sample."""
+
+    model: DiffusionModel
+    domain: Domain
+    encoder: Encoder
+    defaults: ModelDefaults
+
+
+def load_model(model_dir: str | Path, *, domain: str | None = None, plugins: Plugins | None = None) -> LoadedModel:
+    """Loads a model directory and the domain it was trained for (checked against ``domain`` if given)."""
+    model = DiffusionModel.load(model_dir)
+    trained_for = model.extra.get("domain")
+    if trained_for is None:
+        raise CheckpointError(f"{model_dir} was not trained for a domain (no 'domain' in config.json extra); "
+                              "train it with `trajdiff train --domain ...`")
+    if domain is not None and domain != trained_for:
+        raise ConfigError(f"{model_dir} was trained for domain {trained_for!r}, not {domain!r}; "
+                          f"use a model trained with --domain {domain}")
+    dom = _plugins(plugins).domain(trained_for)
+    encoder = dom.encoder_from_state(model.extra["encoder"])
+    defaults = ModelDefaults(**model.extra["defaults"])
+    return LoadedModel(model, dom, encoder, defaults)
+
+
+def sample_futures(
+    loaded: LoadedModel,
+    contexts: np.ndarray,
+    *,
+    samples: int,
+    nfe: int | None = None,
+    solver: str | None = None,
+    seed: int = 0,
+    costs: dict[str, float] | None = None,
+    batch_limit: int = 4096,
+) -> np.ndarray:
+    """Samples futures for encoded contexts ``[N, L, D]`` (history rows observed): ``[S, N, L, D]``.
+
+    ``costs`` maps a cost name (the domain's or a plugin's) to a guidance scale.
+    """
+    defaults = loaded.defaults
+    model = loaded.model
+    n, length, dim = contexts.shape
+    nfe = nfe or defaults.nfe
+    plan = plans.full_sequence(length, nfe)
+    if defaults.history:
+        plan = plans.with_context(plan, slice(0, defaults.history))
+    guides = []
+    if costs:
+        available = get_plugins().costs(loaded.domain)
+        for name, scale in costs.items():
+            if name not in available:
+                raise ConfigError(f"domain {loaded.domain.name!r} has no cost {name!r}; available: {sorted(available)}")
+            guides.append(CostGradient(available[name], scale=scale))
+    generator = torch.Generator().manual_seed(seed)
+    context = torch.from_numpy(contexts).float()
+    out = torch.empty(samples, n, length, dim)
+    denoise = model.denoiser(ema=True)
+    per_chunk = max(1, batch_limit // samples)
+    for lo in range(0, n, per_chunk):
+        chunk = context[lo:lo + per_chunk].repeat_interleave(samples, dim=0)
+        start = samplers.initial_state(chunk.shape, plan, model.schedule, context=chunk, generator=generator)
+        drawn = samplers.sample(denoise, start, plan, model.schedule, solver=solver or defaults.solver,
+                                guides=guides, generator=generator)
+        out[:, lo:lo + per_chunk] = drawn.reshape(-1, samples, length, dim).transpose(0, 1)
+    return out.numpy()
+
+
+@dataclass
+class ForecastResult:
+    """Forecast samples in user units and a tidy table of them."""
+
+    table: pd.DataFrame
+    samples: dict[str, np.ndarray]
+    history: dict[str, np.ndarray]
+    skipped: list[str]
+    seconds: float
+
+
+def forecast(
+    model_dir: str | Path,
+    data: Any,
+    *,
+    samples: int | None = None,
+    nfe: int | None = None,
+    solver: str | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    plot: str | Path | None = None,
+    costs: dict[str, float] | None = None,
+    load_options: dict[str, Any] | None = None,
+    plugins: Plugins | None = None,
+) -> ForecastResult:
+    """Forecasts the next ``horizon`` steps after the end of every episode (entity) in ``data``.
+
+    Returns one table row per sample, entity and future step (time stamps continued from the data,
+    values in the user's units); writes it to ``out`` (.csv or .parquet) and a plot to ``plot``.
+    """
+    started = time.monotonic()
+    loaded = load_model(model_dir, plugins=plugins)
+    d = loaded.defaults
+    samples = samples or d.samples
+    episodes = loaded.domain.load(data, **(load_options or {}))
+    contexts, frames, kept, skipped = [], [], [], []
+    for i, sequence in enumerate(episodes.sequences):
+        if len(sequence) < max(d.history, 1):
+            skipped.append(episodes.ids[i])
+            continue
+        history_rows = sequence[len(sequence) - d.history:] if d.history else sequence[-1:]
+        window = np.concatenate([history_rows, np.repeat(history_rows[-1:], d.horizon, axis=0)])[-d.length:]
+        tokens, frame = loaded.encoder.encode(window, d.history)
+        contexts.append(tokens)
+        frames.append(frame)
+        kept.append(i)
+    if skipped:
+        warnings.warn(f"{len(skipped)} episode(s) shorter than the model's history of {d.history} rows were not "
+                      f"forecast: {skipped[:5]}{' ...' if len(skipped) > 5 else ''}", stacklevel=2)
+    if not kept:
+        raise DataError(f"no episode has the {d.history} rows of history the model needs; the longest has "
+                        f"{max(episodes.lengths)} rows")
+    drawn = sample_futures(loaded, np.stack(contexts).astype(np.float32), samples=samples, nfe=nfe, solver=solver,
+                           seed=seed, costs=costs)
+    rows = []
+    by_entity: dict[str, np.ndarray] = {}
+    histories: dict[str, np.ndarray] = {}
+    for j, i in enumerate(kept):
+        raw = loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:]  # [S, H, F]
+        meta = episodes.meta[i] if episodes.meta else {}
+        entity = str(meta.get("entity", episodes.ids[i]))
+        times = meta.get("times")
+        future = (loaded.domain.future_times(times, d.horizon) if times is not None
+                  else np.arange(len(episodes.sequences[i]), len(episodes.sequences[i]) + d.horizon))
+        by_entity[entity] = raw
+        histories[entity] = episodes.sequences[i][-max(d.history, 1):]
+        for s in range(raw.shape[0]):
+            frame = pd.DataFrame(raw[s], columns=episodes.columns)
+            frame.insert(0, "step", np.arange(1, d.horizon + 1))
+            frame.insert(0, "time", future)
+            frame.insert(0, "entity", entity)
+            frame.insert(0, "sample", s)
+            rows.append(frame)
+    table = pd.concat(rows, ignore_index=True)
+    if out is not None:
+        write_table(table, out)
+    if plot is not None:
+        plot_forecasts(histories, by_entity, episodes.columns, plot)
+    return ForecastResult(table, by_entity, histories, skipped, time.monotonic() - started)
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Writes a table as CSV or Parquet, by extension."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes[-2:]).lower()
+    if suffix.endswith((".parquet", ".pq")):
+        table.to_parquet(path, index=False)
+    elif suffix.endswith((".csv", ".csv.gz")):
+        table.to_csv(path, index=False)
+    else:
+        raise ConfigError(f"cannot write {path}: use a .csv, .csv.gz or .parquet file name")
+    return path
+
+
+def plot_forecasts(
+    histories: dict[str, np.ndarray],
+    futures: dict[str, np.ndarray],
+    columns: list[str],
+    path: str | Path,
+    truths: dict[str, np.ndarray] | None = None,
+    max_entities: int = 4,
+    max_columns: int = 4,
+) -> Path:
+    """History, sampled futures (fan of samples and their median) and, if known, the true future."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entities = list(futures)[:max_entities]
+    cols = list(range(min(len(columns), max_columns)))
+    figure, axes = plt.subplots(len(cols), len(entities), figsize=(4 * len(entities), 2.2 * len(cols)),
+                                squeeze=False)
+    for e, entity in enumerate(entities):
+        hist, fut = histories[entity], futures[entity]
+        h = np.arange(-len(hist) + 1, 1)
+        f = np.arange(1, fut.shape[1] + 1)
+        for c in cols:
+            ax = axes[c, e]
+            ax.plot(h, hist[:, c], color="black", lw=1.2, label="history")
+            lo, hi = np.quantile(fut[..., c], [0.05, 0.95], axis=0)
+            ax.fill_between(f, lo, hi, color="tab:blue", alpha=0.2, label="90% interval")
+            for s in range(min(5, fut.shape[0])):
+                ax.plot(f, fut[s, :, c], color="tab:blue", alpha=0.35, lw=0.7)
+            ax.plot(f, np.median(fut[..., c], axis=0), color="tab:blue", lw=1.4, label="median")
+            if truths is not None and entity in truths:
+                ax.plot(f, truths[entity][:, c], color="black", ls="--", lw=1.0, label="truth")
+            if e == 0:
+                ax.set_ylabel(columns[c])
+            if c == 0:
+                ax.set_title(str(entity))
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def evaluate(
+    model_dir: str | Path,
+    data: Any,
+    *,
+    samples: int | None = None,
+    nfe: int | None = None,
+    solver: str | None = None,
+    stride: int | None = None,
+    max_windows: int | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    load_options: dict[str, Any] | None = None,
+    plugins: Plugins | None = None,
+) -> dict[str, Any]:
+    """Backtests the model on ``data``: every window of history + horizon rows (step ``stride``, default
+    the horizon) is forecast from its history and scored with the domain's metrics against its true
+    future. Returns (and writes as JSON to ``out``) the metrics with counts and timing."""
+    started = time.monotonic()
+    loaded = load_model(model_dir, plugins=plugins)
+    d = loaded.defaults
+    samples = samples or d.samples
+    episodes = loaded.domain.load(data, **(load_options or {}))
+    contexts, index, too_short = encode_windows(episodes, loaded.encoder, d.history, d.length, stride or d.horizon)
+    if max_windows is not None and len(index) > max_windows:
+        keep = np.linspace(0, len(index) - 1, max_windows).round().astype(int)
+        contexts, index = contexts[keep], [index[i] for i in keep]
+    frames = [loaded.encoder.encode(episodes.sequences[i][s:s + d.length], d.history)[1] for i, s in index]
+    truth = np.stack([episodes.sequences[i][s + d.history:s + d.length] for i, s in index])
+    masked = contexts.copy()
+    masked[:, d.history:] = 0.0  # the sampler never reads them (they start as noise); keep them out anyway
+    drawn = sample_futures(loaded, masked, samples=samples, nfe=nfe, solver=solver, seed=seed)
+    decoded = np.stack([loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(index))],
+                       axis=1)  # [S, N, H, F]
+    scores = {name: float(metric(decoded, truth)) for name, metric in loaded.domain.metrics().items()}
+    result = {
+        "model": str(model_dir),
+        "domain": loaded.domain.name,
+        "data": str(data) if not isinstance(data, pd.DataFrame) else "DataFrame",
+        "windows": len(index),
+        "skipped_episodes": too_short,
+        "samples": samples,
+        "nfe": nfe or d.nfe,
+        "metrics": scores,
+        "seconds": time.monotonic() - started,
+    }
+    if out is not None:
+        import json
+
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,1 @@
+"""Domain plugins: the contract (spec), the manager, and the built-in domains."""

@@ -1,0 +1,179 @@
+"""The plugin contract: pluggy hook specifications and what a domain must provide.
+
+A plugin is a module (or object) with functions marked ``@hookimpl`` and named after the hooks
+below, registered under the entry-point group ``trajdiff.plugins``. Built-in domains use the
+same group, so an installed third-party plugin is indistinguishable from a built-in one.
+
+A `Domain` owns everything specific to a kind of data: reading raw logs into `Episodes`, an
+`Encoder` that maps raw windows to normalized tensors in a local frame and back, costs and
+constraints for guided sampling, metrics, and a default model configuration.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pluggy
+from torch import Tensor
+
+from trajdiff.core.data import Episodes
+
+PROJECT = "trajdiff"
+ENTRY_POINT_GROUP = "trajdiff.plugins"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Cost = Callable[[Tensor], Tensor]
+"""A differentiable cost of encoded sequences ``[B, T, D] -> [B]`` (lower is better), for `CostGradient`."""
+
+Projection = Callable[[Tensor], Tensor]
+"""A projection of encoded sequences onto a feasible set, ``[B, T, D] -> [B, T, D]``, for `Project`."""
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+"""A forecast metric: ``samples [S, N, H, F]`` and ``truth [N, H, F]`` in user units -> a number."""
+
+
+@dataclass
+class ModelDefaults:
+    """A domain's default model: token counts, network and training and sampling settings."""
+
+    history: int
+    horizon: int
+    network: dict[str, Any]
+    schedule: str = "cosine"
+    parametrization: str = "v"
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    stride: int = 1
+    solver: str = "dpmpp2m"
+    nfe: int = 20
+    samples: int = 20
+
+    @property
+    def length(self) -> int:
+        """Tokens in one training window: history + horizon."""
+        return self.history + self.horizon
+
+
+@dataclass
+class DatasetCard:
+    """A named data set a plugin can load or generate.
+
+    ``make`` (for generated data) writes the data set to a path and returns it; real data sets
+    instead say where to obtain the file (``source``, ``obtain``) and how to check it (``sha256``).
+    """
+
+    name: str
+    domain: str
+    summary: str
+    source: str = ""
+    licence: str = ""
+    sha256: str | None = None
+    columns: list[str] = field(default_factory=list)
+    obtain: str = ""
+    make: Callable[..., Path] | None = None
+
+
+class Encoder(ABC):
+    """Maps raw windows ``[T, F]`` (user units) to normalized tensors ``[T, D]`` and back.
+
+    ``encode`` may move a window into a local frame (e.g. relative to the last observed position)
+    and returns what ``decode`` needs to undo it. ``fit`` sees the training episodes only.
+    """
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Features per encoded token (D)."""
+
+    @abstractmethod
+    def fit(self, episodes: Episodes) -> Encoder:
+        """Learns normalization statistics from training episodes; returns self."""
+
+    @abstractmethod
+    def encode(self, window: np.ndarray, history: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """A raw window ``[T, F]`` whose first ``history`` rows are observed -> (``[T, D]``, frame)."""
+
+    @abstractmethod
+    def decode(self, x: np.ndarray, frame: dict[str, Any]) -> np.ndarray:
+        """Encoded tokens ``[..., T, D]`` -> raw ``[..., T, F]`` in user units."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """A JSON-serializable state; ``Domain.encoder_from_state`` rebuilds the encoder from it."""
+
+
+class Domain(ABC):
+    """What a kind of data brings to trajdiff. Subclass it and return instances from `trajdiff_domains`."""
+
+    name: str = ""
+    summary: str = ""
+
+    @abstractmethod
+    def load(self, source: Any, **options: Any) -> Episodes:
+        """Reads raw data (a path, a DataFrame, a dataset id ...) into Episodes in user units.
+
+        Each episode's ``meta`` should hold ``"times"`` (an array, one per row) so that forecasts can
+        be time-stamped, and may hold ``"entity"`` (the entity id shown in outputs).
+        """
+
+    @abstractmethod
+    def make_encoder(self, **options: Any) -> Encoder:
+        """A fresh, unfitted encoder."""
+
+    @abstractmethod
+    def encoder_from_state(self, state: dict[str, Any]) -> Encoder:
+        """Rebuilds a fitted encoder from ``Encoder.state_dict()``."""
+
+    @abstractmethod
+    def defaults(self) -> ModelDefaults:
+        """The default model configuration for this domain."""
+
+    def costs(self) -> dict[str, Cost]:
+        """Costs for guided sampling, by name (in addition to those other plugins add)."""
+        return {}
+
+    def constraints(self) -> dict[str, Projection]:
+        """Hard constraints as projections, by name."""
+        return {}
+
+    def metrics(self) -> dict[str, Metric]:
+        """Forecast metrics, by name; `evaluate` reports each."""
+        return {}
+
+    def future_times(self, times: np.ndarray, count: int) -> np.ndarray:
+        """Time stamps of ``count`` steps after ``times`` (default: continue the last interval)."""
+        times = np.asarray(times)
+        if len(times) >= 2:
+            step = times[-1] - times[-2]
+        else:
+            step = np.timedelta64(1, "s") if np.issubdtype(times.dtype, np.datetime64) else 1
+        return times[-1] + step * np.arange(1, count + 1)
+
+    def __repr__(self) -> str:
+        return f"<Domain {self.name!r}>"
+
+
+class TrajdiffSpec:
+    """Hook specifications. Every hook is called once per plugin; results are collected per plugin,
+    so one failing plugin is reported by name and the others still contribute."""
+
+    @hookspec
+    def trajdiff_domains(self) -> list[Domain]:
+        """Return the domains this plugin contributes (instances of `Domain` with unique names)."""
+
+    @hookspec
+    def trajdiff_costs(self, domain: Domain) -> dict[str, Cost]:
+        """Return extra costs for ``domain`` (a plugin may add costs to any domain, its own or another's),
+        keyed by cost name; return an empty dict or None for domains it does not extend."""
+
+    @hookspec
+    def trajdiff_datasets(self) -> list[DatasetCard]:
+        """Return the named data sets this plugin can load or generate."""
