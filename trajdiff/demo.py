@@ -84,7 +84,7 @@ def run_demo(
     normalizer = Normalizer("standard").fit(train.reshape(-1, 3).numpy())
     train_n, test_n = normalizer.transform(train), normalizer.transform(test)
 
-    network = {"kind": "transformer", "dim": 3, "width": 96 if not quick else 48, "depth": 4 if not quick else 2,
+    network = {"kind": "transformer", "dim": 3, "width": 64 if not quick else 48, "depth": 3 if not quick else 2,
                "heads": 4}
     model = DiffusionModel(network, schedule="cosine", parametrization="v",
                            extra={"demo": "lorenz", "history": history_len, "horizon": horizon,

@@ -259,7 +259,7 @@ class Trainer:
         if show:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step", leave=False)
+            bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step", leave=False, disable=None)
         stopped_early = False
         self.model.network.train()
         try:
