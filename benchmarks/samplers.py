@@ -14,9 +14,12 @@ seeds) and report:
   fit over the 50,000 (start, sample) pairs recovers to round-off; with x1 ~ N(0, s1^2 I) the output
   law is N(b, s1^2 A A^T). Also free of Monte-Carlo noise.
 
-Also the adaptive probability-flow ODE (`sample_ode`, dopri5) at several tolerances, the
-Monte-Carlo floor (W2 of 50,000 exact samples, over 20 seeds), and the issue's target:
-DPM-Solver++ at 10 NFE within 10% of DDPM's W2 at 1000 steps (cosine schedule).
+Also: the adaptive probability-flow ODE (`sample_ode`, dopri5) at several tolerances, as shipped
+and with torchdiffeq's ``step_t`` option pinning a step onto its last level (``dopri5+step_t``); a
+baseline, diffusers' DPMSolverMultistepScheduler driven by the same exact denoiser on its own
+discrete schedules (NFE 5-100); the Monte-Carlo floor (W2 of 50,000 exact samples, over 20 seeds)
+and the exact flow map of each schedule's starting noise; and the issue's target: DPM-Solver++ at
+10 NFE within 10% of DDPM's W2 at 1000 steps (cosine schedule).
 
     .venv/bin/python benchmarks/samplers.py            # full run, writes benchmarks/results/samplers.json
     .venv/bin/python benchmarks/samplers.py --quick    # smoke run (N = 2,000, few NFE), temp file
@@ -51,6 +54,8 @@ DIM = 8
 SCHEDULES = ["cosine", "linear", "edm", "flow"]
 SOLVERS = ["ddpm", "ddim", "dpmpp2m", "euler", "heun"]
 DETERMINISTIC = {"ddim", "dpmpp2m", "euler", "heun"}
+CHUNK = 10_000  # rows per sampler call for fixed-step solvers (faster than one 50,000-row batch)
+DIFFUSERS_NFES = [5, 10, 20, 50, 100]  # the baseline, at the budgets that matter for the target
 K_END = 1e-3  # sample_ode's default last level before its final denoising step
 # "dopri5": sample_ode as shipped. "dopri5+step_t": the same, but told (torchdiffeq's step_t option)
 # to land a step exactly on k_end instead of stepping past it, so it never evaluates levels < k_end.
@@ -153,9 +158,13 @@ def run_task(task: tuple[str, str, list, int]) -> list[dict[str, Any]]:
         else:
             steps = steps_for(solver, budget)
             g = torch.Generator().manual_seed(SOLVER_SEED)
-            out = samplers.sample(counter, x1.clone(), plans.full_sequence(1, steps), schedule,
-                                  solver=solver, generator=g)[:, 0]
-            nfe = counter.calls
+            plan = plans.full_sequence(1, steps)
+            # Rows are independent under fixed steps, so the batch runs in cache-sized chunks (same
+            # result for deterministic solvers; DDPM draws its noise chunk by chunk from one generator).
+            chunks = [samplers.sample(counter, part.clone(), plan, schedule, solver=solver, generator=g)[:, 0]
+                      for part in x1.split(CHUNK)]
+            out = torch.cat(chunks)
+            nfe = counter.calls // len(chunks)
         seconds = time.perf_counter() - start
         ode = solver in ODE_VARIANTS
         row: dict[str, Any] = {"method": "trajdiff", "kind": "ode" if ode else "fixed_steps",
@@ -180,6 +189,54 @@ def run_task(task: tuple[str, str, list, int]) -> list[dict[str, Any]]:
         row["seconds"] = seconds
         rows.append(row)
     return rows
+
+
+def run_diffusers_task(task: tuple[str, str, list, int]) -> list[dict[str, Any]]:
+    """Baseline: diffusers' DPMSolverMultistepScheduler (DPM-Solver++(2M), its defaults: 1000 training
+    steps, linspace timesteps, first-order final step to sigma = 0) driven by the same exact denoiser,
+    with its own discrete schedule (``linear`` betas, or ``squaredcos_cap_v2`` for ``cosine``)."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    torch.set_num_threads(1)
+    schedule_name, _, budgets, n = task
+    betas = {"linear": "linear", "cosine": "squaredcos_cap_v2"}[schedule_name]
+    mean, cov = problem()
+    eigval, eigvec = torch.linalg.eigh(cov)
+    rows = []
+    for budget in budgets:
+        scheduler = DPMSolverMultistepScheduler(beta_schedule=betas)
+        # 1000 inference steps over 1000 training steps repeat a timestep under diffusers' linspace
+        # spacing (a zero step in log-SNR, NaN samples), so the largest budget runs 999 steps.
+        steps = min(budget, scheduler.config.num_train_timesteps - 1)
+        scheduler.set_timesteps(steps)
+        alpha_bar = scheduler.alphas_cumprod.double()
+        g = torch.Generator().manual_seed(START_SEED)
+        x = torch.randn(n, 1, DIM, generator=g, dtype=torch.float64) * scheduler.init_noise_sigma
+        x1 = x[:, 0].clone()
+        first = int(scheduler.timesteps[0])
+        a1, s1 = alpha_bar[first].sqrt(), (1 - alpha_bar[first]).sqrt()
+        z = ((x1 - a1 * mean) @ eigvec) / torch.sqrt(a1**2 * eigval + s1**2)
+        exact = mean + (z * eigval.sqrt()) @ eigvec.T
+        calls = 0
+        start = time.perf_counter()
+        for t in scheduler.timesteps:
+            a, s = alpha_bar[int(t)].sqrt(), (1 - alpha_bar[int(t)]).sqrt()
+            x0 = mean + ((a * eigval / (a * a * eigval + s * s)) * ((x - a * mean) @ eigvec)) @ eigvec.T
+            eps = (x - a * x0) / s  # the exact Gaussian denoiser, as epsilon prediction
+            calls += 1
+            x = scheduler.step(eps, t, x).prev_sample
+        seconds = time.perf_counter() - start
+        out = x[:, 0]
+        rows.append({"method": "diffusers", "kind": "fixed_steps", "schedule": schedule_name,
+                     "solver": "DPMSolverMultistep", "betas": betas, "nfe_target": budget, "steps": steps,
+                     "nfe": calls, "w2": w2_fitted(out, mean, cov),
+                     "flow_map_mae": (out - exact).abs().mean().item(),
+                     "w2_law": w2_law(x1, out, float(scheduler.init_noise_sigma), mean, cov), "seconds": seconds})
+    return rows
+
+
+def run_any(task: tuple[str, str, list, int]) -> list[dict[str, Any]]:
+    return run_diffusers_task(task) if task[1] == "diffusers" else run_task(task)
 
 
 def reference_rows(n: int) -> list[dict[str, Any]]:
@@ -213,13 +270,21 @@ def target_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 return r
         return None
 
+    def first_within(solver: str, bound: float) -> int | None:
+        hits = [r["nfe"] for r in rows if r["kind"] == "fixed_steps" and r["schedule"] == "cosine"
+                and r["solver"] == solver and r["w2"] <= bound]
+        return min(hits) if hits else None
+
     ours, ref = find("dpmpp2m", 10), find("ddpm", 1000)
     if ours is None or ref is None:
         return {"method": "trajdiff", "kind": "target", "target": TARGET, "pass": None}
     ratio = ours["w2"] / ref["w2"]
     return {"method": "trajdiff", "kind": "target", "target": TARGET, "schedule": "cosine",
             "dpmpp2m_nfe": ours["nfe"], "dpmpp2m_w2": ours["w2"], "ddpm_nfe": ref["nfe"], "ddpm_w2": ref["w2"],
-            "ratio": ratio, "pass": bool(ratio <= 1.10)}
+            "ratio": ratio, "pass": bool(ratio <= 1.10),
+            "dpmpp2m_w2_law": ours.get("w2_law"),
+            "dpmpp2m_nfe_within_10pct": first_within("dpmpp2m", 1.10 * ref["w2"]),
+            "diffusers_dpmpp2m_nfe10_w2": (find("DPMSolverMultistep", 10) or {}).get("w2")}
 
 
 def tables(payload: dict[str, Any]) -> str:
@@ -235,7 +300,9 @@ def tables(payload: dict[str, Any]) -> str:
                 cells = {r["nfe_target"]: r for r in fixed if r["schedule"] == schedule and r["solver"] == solver}
                 if not cells:
                     continue
-                line: dict[str, Any] = {"schedule": schedule, "solver": solver}
+                label = f"diffusers DPMSolverMultistep ({cells[min(cells)]['betas']} betas)" \
+                    if solver == "DPMSolverMultistep" else solver
+                line: dict[str, Any] = {"schedule": schedule, "solver": label}
                 for nfe in nfes:
                     r = cells.get(nfe)
                     if r is not None and metric in r:
@@ -251,11 +318,11 @@ def tables(payload: dict[str, Any]) -> str:
     out.append(f"W2 of the fitted Gaussian (N = {floor['n']}; Heun's actual NFE in brackets; "
                f"Monte-Carlo floor {floor['w2']:.4f}, range {floor['w2_min']:.4f}-{floor['w2_max']:.4f} "
                f"over {floor['seeds']} seeds of exact samples)\n")
-    out.append(markdown_table(pivot("w2", SOLVERS), columns, headers))
+    out.append(markdown_table(pivot("w2", [*SOLVERS, "DPMSolverMultistep"]), columns, headers))
     out.append("\nExact-law W2 of the deterministic solvers (no Monte-Carlo noise)\n")
-    out.append(markdown_table(pivot("w2_law", [s for s in SOLVERS if s in DETERMINISTIC]), columns, headers))
+    out.append(markdown_table(pivot("w2_law", [*[s for s in SOLVERS if s in DETERMINISTIC], "DPMSolverMultistep"]), columns, headers))
     out.append("\nMean absolute error to the exact probability-flow map (no Monte-Carlo noise)\n")
-    out.append(markdown_table(pivot("flow_map_mae", [s for s in SOLVERS if s in DETERMINISTIC]), columns, headers))
+    out.append(markdown_table(pivot("flow_map_mae", [*[s for s in SOLVERS if s in DETERMINISTIC], "DPMSolverMultistep"]), columns, headers))
     ode = [r for r in rows if r["kind"] == "ode"]
     if ode:
         out.append("\nAdaptive probability-flow ODE (`sample_ode`, rtol = atol = tol, final denoising step from "
@@ -272,7 +339,10 @@ def tables(payload: dict[str, Any]) -> str:
         verdict = "PASS" if target["pass"] else "FAIL"
         out.append(f"\nTarget: {target['target']}: {verdict} (DPM-Solver++ {target['dpmpp2m_nfe']} NFE W2 = "
                    f"{target['dpmpp2m_w2']:.4f}, DDPM {target['ddpm_nfe']} NFE W2 = {target['ddpm_w2']:.4f}, "
-                   f"ratio {target['ratio']:.3f})")
+                   f"ratio {target['ratio']:.3f}; exact-law W2 of DPM-Solver++ at 10 NFE "
+                   f"{target['dpmpp2m_w2_law']:.4f}; smallest NFE within 10%: {target['dpmpp2m_nfe_within_10pct']}; "
+                   f"diffusers' DPM-Solver++(2M) at 10 NFE, cosine betas: W2 = "
+                   f"{target['diffusers_dpmpp2m_nfe10_w2']:.4f})")
     return "\n".join(out)
 
 
@@ -302,22 +372,26 @@ def main() -> None:
     n = args.samples or (2000 if args.quick else 50_000)
     nfes = [5, 10] if args.quick else NFES
     tols = [1e-2] if args.quick else TOLERANCES
-    tasks = [(s, v, nfes, n) for s in SCHEDULES for v in SOLVERS] + [(s, v, tols, n) for v in ODE_VARIANTS for s in SCHEDULES]
+    tasks = [(s, v, tols, n) for v in ODE_VARIANTS for s in SCHEDULES]
+    tasks += [(s, v, nfes, n) for v in ("heun", "ddpm", "dpmpp2m", "ddim", "euler") for s in SCHEDULES]
+    tasks += [(s, "diffusers", [b for b in nfes if b in DIFFUSERS_NFES], n) for s in ("cosine", "linear")]
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     if args.jobs > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            for result in pool.map(run_task, tasks):
+            for result in pool.map(run_any, tasks):
                 rows.extend(result)
     else:
         for task in tasks:
-            rows.extend(run_task(task))
+            rows.extend(run_any(task))
+    order = {v: i for i, v in enumerate([*SOLVERS, "DPMSolverMultistep", *ODE_VARIANTS])}
+    rows.sort(key=lambda r: (r["method"] != "trajdiff", r["kind"], order[r["solver"]], SCHEDULES.index(r["schedule"])))
     rows.extend(reference_rows(n))
     rows.append(target_row(rows))
     elapsed = time.perf_counter() - start
     command = COMMAND + (" --quick" if args.quick else "")
     write_results(NAME, command, rows, path, samples=n, dim=DIM, tokens=1, dtype="float64",
-                  jobs=args.jobs, wall_seconds=round(elapsed, 1),
+                  jobs=args.jobs, chunk=CHUNK, wall_seconds=round(elapsed, 1),
                   seeds={"problem": PROBLEM_SEED, "start": START_SEED, "solver": SOLVER_SEED})
     payload = json.loads(path.read_text(encoding="utf-8"))
     print(tables(payload))

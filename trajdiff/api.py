@@ -57,6 +57,20 @@ def _defaults(domain: Domain, **overrides: Any) -> ModelDefaults:
     return replace(defaults, **changes) if changes else defaults
 
 
+def make_encoder(domain: Domain, defaults: ModelDefaults) -> Encoder:
+    """The domain's encoder with the model's encoder options and window rows."""
+    return domain.make_encoder(**defaults.encoder, history=defaults.history, horizon=defaults.horizon)
+
+
+def _tokens(encoder: Encoder, defaults: ModelDefaults) -> int:
+    """Context tokens of a window; checks that history and horizon fill whole tokens."""
+    per = int(getattr(encoder, "rows_per_token", 1))
+    if defaults.history % per or defaults.horizon % per:
+        raise ConfigError(f"history ({defaults.history}) and horizon ({defaults.horizon}) must be multiples of the "
+                          f"encoder's {per} rows per token")
+    return defaults.history // per
+
+
 def encode_windows(
     episodes: Episodes, encoder: Encoder, history: int, length: int, stride: int = 1
 ) -> tuple[np.ndarray, list[tuple[int, int]], list[str]]:
@@ -105,7 +119,8 @@ def train(
     defaults = _defaults(dom, history=history, horizon=horizon, steps=steps, batch_size=batch_size, lr=lr,
                          stride=stride)
     episodes = dom.load(data, **(load_options or {}))
-    encoder = dom.make_encoder().fit(episodes)
+    encoder = make_encoder(dom, defaults).fit(episodes)
+    context_tokens = _tokens(encoder, defaults)
     x, _, too_short = encode_windows(episodes, encoder, defaults.history, defaults.length, defaults.stride)
     if too_short:
         warnings.warn(f"{len(too_short)} episode(s) shorter than one window ({defaults.length} rows) were not "
@@ -124,8 +139,8 @@ def train(
         },
     )
     config = TrainConfig(
-        steps=defaults.steps, batch_size=defaults.batch_size, lr=defaults.lr, history=defaults.history,
-        history_prob=0.75 if defaults.history else 0.0, max_minutes=minutes, seed=seed, progress=progress,
+        steps=defaults.steps, batch_size=defaults.batch_size, lr=defaults.lr, history=context_tokens,
+        history_prob=0.75 if context_tokens else 0.0, max_minutes=minutes, seed=seed, progress=progress,
         checkpoint_every=max(100, defaults.steps // 10),
     )
     torch.manual_seed(seed)
@@ -186,8 +201,9 @@ def sample_futures(
     n, length, dim = contexts.shape
     nfe = nfe or defaults.nfe
     plan = plans.full_sequence(length, nfe)
-    if defaults.history:
-        plan = plans.with_context(plan, slice(0, defaults.history))
+    context_tokens = _tokens(loaded.encoder, defaults)
+    if context_tokens:
+        plan = plans.with_context(plan, slice(0, context_tokens))
     guides = []
     if costs:
         available = get_plugins().costs(loaded.domain)
@@ -379,7 +395,7 @@ def evaluate(
     frames = [loaded.encoder.encode(episodes.sequences[i][s:s + d.length], d.history)[1] for i, s in index]
     truth = np.stack([episodes.sequences[i][s + d.history:s + d.length] for i, s in index])
     masked = contexts.copy()
-    masked[:, d.history:] = 0.0  # the sampler never reads them (they start as noise); keep them out anyway
+    masked[:, _tokens(loaded.encoder, d):] = 0.0  # the true future must not leak into the context
     drawn = sample_futures(loaded, masked, samples=samples, nfe=nfe, solver=solver, seed=seed)
     decoded = np.stack([loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(index))],
                        axis=1)  # [S, N, H, F]

@@ -41,7 +41,8 @@ Metric = Callable[[np.ndarray, np.ndarray], float]
 
 @dataclass
 class ModelDefaults:
-    """A domain's default model: token counts, network and training and sampling settings."""
+    """A domain's default model: window rows (``history`` observed + ``horizon`` forecast), the
+    network, training and sampling settings, and options for ``Domain.make_encoder``."""
 
     history: int
     horizon: int
@@ -55,10 +56,11 @@ class ModelDefaults:
     solver: str = "dpmpp2m"
     nfe: int = 20
     samples: int = 20
+    encoder: dict[str, Any] = field(default_factory=dict)
 
     @property
     def length(self) -> int:
-        """Tokens in one training window: history + horizon."""
+        """Rows in one window: history + horizon."""
         return self.history + self.horizon
 
 
@@ -86,7 +88,11 @@ class Encoder(ABC):
 
     ``encode`` may move a window into a local frame (e.g. relative to the last observed position)
     and returns what ``decode`` needs to undo it. ``fit`` sees the training episodes only.
+    An encoder may pack ``rows_per_token`` consecutive rows into one token (patches); window
+    lengths are then multiples of it.
     """
+
+    rows_per_token: int = 1
 
     @property
     @abstractmethod
@@ -126,7 +132,8 @@ class Domain(ABC):
 
     @abstractmethod
     def make_encoder(self, **options: Any) -> Encoder:
-        """A fresh, unfitted encoder."""
+        """A fresh, unfitted encoder. Options are ``ModelDefaults.encoder`` plus ``history`` and
+        ``horizon`` (rows), which an encoder may use or ignore."""
 
     @abstractmethod
     def encoder_from_state(self, state: dict[str, Any]) -> Encoder:

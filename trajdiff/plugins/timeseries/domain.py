@@ -49,7 +49,8 @@ class TimeSeriesDomain(Domain):
         return SeriesEncoder.from_state(state)
 
     def defaults(self) -> ModelDefaults:
-        """96 steps of context, 96 ahead (the ETTh1 protocol); transformer width 128, depth 4, 4 heads.
+        """96 steps of context, 96 ahead (the ETTh1 protocol); transformer width 128, depth 4, 4 heads,
+        over patches of 16 rows; the future is modelled as the residual over a linear forecast.
 
         ``network["dim"]`` is None here: it depends on the data, and the trainer sets it from
         ``encoder.dim`` (the number of columns) before building the network.
@@ -58,6 +59,7 @@ class TimeSeriesDomain(Domain):
             history=96,
             horizon=96,
             network={"kind": "transformer", "dim": None, "width": 128, "depth": 4, "heads": 4},
+            encoder={"patch": 16, "residual": "linear"},
         )
 
     def costs(self) -> dict[str, Cost]:

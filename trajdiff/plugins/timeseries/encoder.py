@@ -1,8 +1,15 @@
-"""Per-column standardization of time-series windows.
+"""Encoding of time-series windows: per-column standardization, an optional linear residual, patches.
 
 Why: series such as ETTh1 mix columns in very different units; a model sees each column with zero
 mean and unit variance, using statistics from the training episodes only (no test leakage).
-Windows stay in absolute time (no local frame), so ``encode`` returns an empty frame.
+
+Two options make forecasting models better and cheaper:
+
+- ``residual="linear"``: the future rows become the residual over a closed-form linear forecast
+  from the history (`RidgeForecaster`), scaled to unit variance; decoding adds the forecast back.
+  The frame of each window carries its forecast.
+- ``patch=P``: P consecutive rows form one token of P * F features (PatchTST's patches, Nie et al.,
+  2023): a 192-row window becomes 24 tokens, which makes attention cheap.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import numpy as np
 from trajdiff.core.data import Episodes, Normalizer
 from trajdiff.errors import ConfigError, DataError, ShapeError
 from trajdiff.plugins.spec import Encoder
+from trajdiff.plugins.timeseries.linear import RidgeForecaster
 
 __all__ = ["SeriesEncoder"]
 
@@ -27,7 +35,31 @@ class SeriesEncoder(Encoder):
     episodes given to :meth:`fit`. ``dim`` is the number of columns.
     """
 
-    def __init__(self, columns: list[str] | None = None, normalizer: Normalizer | None = None) -> None:
+    def __init__(
+        self,
+        columns: list[str] | None = None,
+        normalizer: Normalizer | None = None,
+        *,
+        patch: int = 1,
+        residual: str = "none",
+        history: int | None = None,
+        horizon: int | None = None,
+        forecaster: RidgeForecaster | None = None,
+        residual_scale: list[float] | None = None,
+    ) -> None:
+        if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
+            raise ConfigError(f"patch must be a positive integer (rows per token), got {patch!r}")
+        if residual not in ("none", "linear"):
+            raise ConfigError(f"residual must be 'none' or 'linear', got {residual!r}")
+        if residual == "linear" and forecaster is None and (not history or not horizon):
+            raise ConfigError("residual='linear' needs history and horizon (rows) to fit the linear forecaster")
+        self.patch = patch
+        self.rows_per_token = patch
+        self.residual = residual
+        self.history = history
+        self.horizon = horizon
+        self.forecaster = forecaster
+        self.residual_scale = None if residual_scale is None else np.asarray(residual_scale, dtype=np.float64)
         if columns is not None and (isinstance(columns, str) or not all(isinstance(c, str) for c in columns)):
             raise ConfigError(f"columns must be a list of column names, got {columns!r}")
         self.columns: list[str] | None = list(columns) if columns is not None else None
@@ -42,13 +74,17 @@ class SeriesEncoder(Encoder):
         return self.normalizer is not None and self.normalizer.fitted
 
     @property
-    def dim(self) -> int:
-        """Number of columns (features per token)."""
+    def columns_count(self) -> int:
         if self.columns is not None:
             return len(self.columns)
         if self.fitted:
             return self.normalizer.dim  # type: ignore[union-attr]
         raise ConfigError("SeriesEncoder has no columns yet; call .fit(episodes) first")
+
+    @property
+    def dim(self) -> int:
+        """Features per token: columns x rows per token."""
+        return self.columns_count * self.patch
 
     def fit(self, episodes: Episodes) -> SeriesEncoder:
         """Learns per-column mean and std from training episodes; returns self."""
@@ -61,6 +97,20 @@ class SeriesEncoder(Encoder):
             )
         self.columns = list(episodes.columns)
         self.normalizer = Normalizer("standard").fit(episodes)
+        if self.residual == "linear":
+            assert self.history and self.horizon
+            standardized = [self.normalizer.transform(np.asarray(seq, dtype=np.float64)) for seq in episodes.sequences]
+            self.forecaster = RidgeForecaster(self.history, self.horizon).fit(standardized)
+            errors = []
+            for values in standardized:
+                if len(values) < self.history + self.horizon:
+                    continue
+                starts = range(0, len(values) - self.history - self.horizon + 1,
+                               max(1, (len(values) - self.history - self.horizon) // 500 or 1))
+                for start in starts:
+                    window = values[start:start + self.history + self.horizon]
+                    errors.append(window[self.history:] - self.forecaster.predict(window[: self.history]))
+            self.residual_scale = np.maximum(np.concatenate(errors).std(axis=0), 1e-6)
         return self
 
     def _norm(self) -> Normalizer:
@@ -69,28 +119,54 @@ class SeriesEncoder(Encoder):
         return self.normalizer  # type: ignore[return-value]
 
     def encode(self, window: np.ndarray, history: int) -> tuple[np.ndarray, dict[str, Any]]:
-        """A raw window [T, F] -> (standardized [T, F], {}); ``history`` is checked but not needed."""
+        """A raw window [T, F] -> (tokens [T / patch, patch * F], frame). Only the first ``history`` rows
+        are read to build the frame (the linear forecast), so later rows may be placeholders."""
         norm = self._norm()
         arr = np.asarray(window)
-        if arr.ndim != 2 or arr.shape[1] != self.dim:
+        columns = self.columns_count
+        if arr.ndim != 2 or arr.shape[1] != columns:
             raise ShapeError(
-                f"SeriesEncoder.encode expects a window [T, {self.dim}] (columns {self.columns}), "
+                f"SeriesEncoder.encode expects a window [T, {columns}] (columns {self.columns}), "
                 f"got shape {tuple(arr.shape)}"
             )
         if isinstance(history, bool) or not isinstance(history, (int, np.integer)) or not 0 <= history <= len(arr):
             raise ConfigError(f"history must be an integer in [0, {len(arr)}] for this window, got {history!r}")
-        return norm.transform(arr.astype(np.float64, copy=False)), {}
+        if len(arr) % self.patch:
+            raise ShapeError(f"a window of {len(arr)} rows does not fill whole patches of {self.patch} rows")
+        z = norm.transform(arr.astype(np.float64, copy=False))
+        frame: dict[str, Any] = {}
+        if self.residual == "linear":
+            if history != self.history or len(arr) != self.history + self.horizon:  # type: ignore[operator]
+                raise ShapeError(f"this encoder forecasts {self.horizon} rows from {self.history}; got a window of "
+                                 f"{len(arr)} rows with history {history}")
+            forecast = self.forecaster.predict(z[:history])  # type: ignore[union-attr]
+            z = z.copy()
+            z[history:] = (z[history:] - forecast) / self.residual_scale
+            frame = {"forecast": forecast, "history": history}
+        return z.reshape(len(z) // self.patch, self.patch * columns), frame
 
     def decode(self, x: np.ndarray, frame: dict[str, Any]) -> np.ndarray:
-        """Standardized tokens [..., T, F] -> values in user units [..., T, F]."""
-        arr = np.asarray(x)
-        if arr.ndim < 2:
+        """Tokens [..., T / patch, patch * F] -> values in user units [..., T, F]."""
+        arr = np.asarray(x, dtype=np.float64)
+        columns = self.columns_count
+        if arr.ndim < 2 or arr.shape[-1] != self.dim:
             raise ShapeError(f"SeriesEncoder.decode expects [..., T, {self.dim}], got shape {tuple(arr.shape)}")
-        return self._norm().inverse(arr)
+        z = arr.reshape(*arr.shape[:-2], arr.shape[-2] * self.patch, columns)
+        if "forecast" in frame:
+            history = frame["history"]
+            z = z.copy()
+            z[..., history:, :] = z[..., history:, :] * self.residual_scale + frame["forecast"]
+        return self._norm().inverse(z)
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serializable state: kind, column names and the normalizer's statistics."""
-        return {"kind": KIND, "columns": list(self.columns or []), "normalizer": self._norm().state_dict()}
+        state: dict[str, Any] = {"kind": KIND, "columns": list(self.columns or []),
+                                 "normalizer": self._norm().state_dict(), "patch": self.patch,
+                                 "residual": self.residual, "history": self.history, "horizon": self.horizon}
+        if self.residual == "linear":
+            state["forecaster"] = self.forecaster.state_dict()  # type: ignore[union-attr]
+            state["residual_scale"] = self.residual_scale.tolist()  # type: ignore[union-attr]
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SeriesEncoder:
@@ -101,4 +177,14 @@ class SeriesEncoder(Encoder):
         columns = state.get("columns")
         if not isinstance(columns, list) or not columns:
             raise ConfigError("SeriesEncoder state lacks its 'columns' list; the state is corrupt - re-fit")
-        return cls(columns=columns, normalizer=Normalizer.from_state(state.get("normalizer")))  # type: ignore[arg-type]
+        forecaster = RidgeForecaster.from_state(state["forecaster"]) if state.get("forecaster") else None
+        return cls(
+            columns=columns,
+            normalizer=Normalizer.from_state(state.get("normalizer")),  # type: ignore[arg-type]
+            patch=int(state.get("patch", 1)),
+            residual=state.get("residual", "none"),
+            history=state.get("history"),
+            horizon=state.get("horizon"),
+            forecaster=forecaster,
+            residual_scale=state.get("residual_scale"),
+        )

@@ -75,7 +75,7 @@ def load_series(
     ``columns`` to every numeric column other than the time and id columns (text columns are
     ignored and listed in the report). Rows are sorted by time, duplicated stamps keep the last
     row, gaps (empty cells, NA, NaN, null ...) are filled (``fill``: linear in time, forward fill,
-    or "none" to raise). A series
+    or "none" to raise) and marked in meta "missing" (a [T, F] mask). A series
     with uneven stamps needs ``freq`` (a pandas frequency such as "1h"): values are then
     interpolated linearly in time onto that grid. ``bad_times="skip"`` drops (and counts) rows whose
     stamp does not parse instead of raising. Each episode's meta holds "times" (datetime64[ns]),
@@ -145,7 +145,7 @@ def load_series(
             "blank_lines_skipped": table.blank_lines,
             "columns_ignored": list(ignored),
         }
-        seq, stamps = _clean_series(
+        seq, stamps, missing = _clean_series(
             table, entity if id_column else None, rows, times[rows], values[pos], value_cols, offset, freq, fill,
             report,
         )
@@ -159,7 +159,8 @@ def load_series(
         report["rows"] = len(seq)
         sequences.append(seq)
         names.append(entity)
-        metas.append({"times": stamps, "entity": entity, "source": table.source, "report": report})
+        metas.append({"times": stamps, "entity": entity, "source": table.source, "report": report,
+                      "missing": missing})
 
     _announce(table.label, metas, ignored, table.blank_lines)
     return Episodes(sequences=sequences, columns=list(value_cols), ids=names, meta=metas)
@@ -424,8 +425,11 @@ def _clean_series(
     freq: str | None,
     fill: str,
     report: dict[str, Any],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sort, de-duplicate, fill and (if asked) resample one series; counts go into ``report``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort, de-duplicate, fill and (if asked) resample one series; counts go into ``report``.
+
+    Also returns which cells were missing (filled), on the output rows: imputation and anomaly
+    scoring need to know what was observed."""
     who = f"series {sid!r}" if sid is not None else "the series"
     where = table.where[rows]
     order = np.argsort(stamps, kind="stable")
@@ -456,16 +460,19 @@ def _clean_series(
     report["rows_off_grid"] = 0
     if freq is None:
         _check_regular(stamps, where, table, who)
-        return values, stamps
+        return values, stamps, nan
     grid = _grid(stamps, offset)
     x = stamps.astype(np.int64).astype(np.float64)
     g = grid.astype(np.int64).astype(np.float64)
     values = np.stack([np.interp(g, x, values[:, j]) for j in range(values.shape[1])], axis=1) if len(grid) \
         else np.zeros((0, values.shape[1]))
+    # A resampled cell counts as missing if it leans on a missing original cell.
+    missing = np.stack([np.interp(g, x, nan[:, j].astype(np.float64)) > 0 for j in range(nan.shape[1])], axis=1) \
+        if len(grid) else np.zeros((0, nan.shape[1]), dtype=bool)
     report["resampled"] = True
     report["rows_resampled"] = int((~np.isin(grid, stamps)).sum())
     report["rows_off_grid"] = int((~np.isin(stamps, grid)).sum())
-    return values, grid
+    return values, grid, missing
 
 
 def _fill(values: np.ndarray, nan: np.ndarray, stamps: np.ndarray, fill: str, cols: list[str], who: str,

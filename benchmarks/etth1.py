@@ -1,0 +1,204 @@
+"""ETTh1 multivariate forecasting, standard protocol, trajdiff beside baselines trained in the same run.
+
+Protocol (Zhou et al., 2021; as used by DLinear and PatchTST): train / val / test = first 12 / next
+4 / next 4 months (30-day months, hourly rows); test windows may take their 96 rows of context from
+the end of the validation months; all 7 variables standardized with training statistics; MSE and
+MAE on standardized values over every test window (stride 1) and every variable.
+
+trajdiff is trained through the public API on the training months only (a DataFrame), and sampled
+through `api.sample_futures`; its point forecast is the per-element median of the samples.
+Baselines: last value, seasonal naive (repeat the last 24 hours), and DLinear (moving-average
+decomposition + two linear maps shared across variables, Adam, early stopping on validation MSE).
+
+    .venv/bin/python benchmarks/etth1.py             # full run (both horizons), writes results/etth1.json
+    .venv/bin/python benchmarks/etth1.py --quick     # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import markdown_table, results_path, write_results  # noqa: E402
+
+from trajdiff import api  # noqa: E402
+from trajdiff.core import metrics  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ett" / "ETTh1.csv"
+CONTEXT = 96
+TRAIN_END, VAL_END, TEST_END = 12 * 30 * 24, 16 * 30 * 24, 20 * 30 * 24
+PUBLISHED = {96: {"DLinear (published)": (0.375, 0.399), "PatchTST/64 (published)": (0.370, 0.400)},
+             192: {"DLinear (published)": (0.405, 0.416), "PatchTST/64 (published)": (0.413, 0.429)}}
+
+
+def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    values = frame.drop(columns=["date"]).to_numpy(dtype=np.float64)
+    train = values[:TRAIN_END]
+    mean, std = train.mean(0), train.std(0)
+    z = (values - mean) / std
+    return frame.iloc[:TRAIN_END], z[:TRAIN_END], z[TRAIN_END - CONTEXT:VAL_END], z[VAL_END - CONTEXT:TEST_END]
+
+
+def windows(z: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    view = np.lib.stride_tricks.sliding_window_view(z, CONTEXT + horizon, axis=0).transpose(0, 2, 1)
+    return view[:, :CONTEXT], view[:, CONTEXT:]
+
+
+class DLinear(nn.Module):
+    """Zeng et al. (2023): series = trend (moving average, kernel 25) + seasonal; one linear map each."""
+
+    def __init__(self, horizon: int, kernel: int = 25) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.seasonal = nn.Linear(CONTEXT, horizon)
+        self.trend = nn.Linear(CONTEXT, horizon)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, F] -> [B, H, F]
+        pad = (self.kernel - 1) // 2
+        padded = torch.cat([x[:, :1].expand(-1, pad, -1), x, x[:, -1:].expand(-1, pad, -1)], dim=1)
+        trend = padded.unfold(1, self.kernel, 1).mean(-1)
+        seasonal = x - trend
+        return (self.seasonal(seasonal.transpose(1, 2)) + self.trend(trend.transpose(1, 2))).transpose(1, 2)
+
+
+def train_dlinear(train: np.ndarray, val: np.ndarray, horizon: int, epochs: int, seed: int) -> tuple[DLinear, float]:
+    torch.manual_seed(seed)
+    model = DLinear(horizon)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    x_train, y_train = (torch.from_numpy(a.copy()).float() for a in windows(train, horizon))
+    x_val, y_val = (torch.from_numpy(a.copy()).float() for a in windows(val, horizon))
+    best, best_state, patience = float("inf"), None, 0
+    started = time.monotonic()
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        order = torch.randperm(len(x_train), generator=generator)
+        for lo in range(0, len(order), 32):
+            batch = order[lo:lo + 32]
+            loss = (model(x_train[batch]) - y_train[batch]).square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        for group in optimizer.param_groups:  # the reference implementation halves the rate each epoch
+            group["lr"] = 5e-3 * 0.5 ** (epoch + 1)
+        with torch.no_grad():
+            val_mse = float((model(x_val) - y_val).square().mean())
+        if val_mse < best:
+            best, best_state, patience = val_mse, {k: v.clone() for k, v in model.state_dict().items()}, 0
+        else:
+            patience += 1
+            if patience >= 3:
+                break
+    model.load_state_dict(best_state)
+    return model, time.monotonic() - started
+
+
+def point_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    return {"mse": float(np.mean((prediction - truth) ** 2)), "mae": float(np.mean(np.abs(prediction - truth)))}
+
+
+def sample_scores(samples: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    s, t = torch.from_numpy(samples).float(), torch.from_numpy(truth).float()
+    scores = point_scores(np.median(samples, axis=0), truth)
+    scores["crps"] = float(metrics.crps_samples(s, t).mean())
+    scores["coverage50"] = float(metrics.interval_coverage(s, t, 0.5))
+    scores["coverage90"] = float(metrics.interval_coverage(s, t, 0.9))
+    return scores
+
+
+def run_trajdiff(train_frame: pd.DataFrame, test: np.ndarray, horizon: int, args: argparse.Namespace,
+                 workdir: Path) -> tuple[list[dict], dict[str, float]]:
+    model_dir = workdir / f"etth1-h{horizon}"
+    summary = api.train(
+        "timeseries", train_frame, model_dir, steps=args.steps, minutes=args.minutes, history=CONTEXT,
+        horizon=horizon, batch_size=args.batch_size, seed=args.seed, progress=not args.quiet,
+    )
+    loaded = api.load_model(model_dir)
+    encoder = loaded.encoder
+    x_test, y_test = windows(test, horizon)
+    if args.max_windows and len(x_test) > args.max_windows:
+        keep = np.linspace(0, len(x_test) - 1, args.max_windows).round().astype(int)
+        x_test, y_test = x_test[keep], y_test[keep]
+    # Test windows are already standardized with training statistics; encode them through the model's
+    # encoder from user units so that trajdiff sees exactly what a user's file would give it.
+    raw = encoder.normalizer.inverse(np.concatenate([x_test, np.zeros_like(y_test)], axis=1))
+    encoded, frames = zip(*(encoder.encode(w, CONTEXT) for w in raw), strict=True)
+    contexts = np.stack(encoded).astype(np.float32)
+    rows = []
+    for nfe in args.nfe:
+        started = time.monotonic()
+        drawn = api.sample_futures(loaded, contexts, samples=args.samples, nfe=nfe, seed=args.seed)
+        seconds = time.monotonic() - started
+        decoded = np.stack([encoder.decode(drawn[:, j], frames[j]) for j in range(len(frames))], axis=1)
+        samples = encoder.normalizer.transform(decoded)[:, :, CONTEXT:]  # standardized, [S, N, H, F]
+        scores = sample_scores(samples, y_test)
+        rows.append({"method": "trajdiff", "horizon": horizon, "nfe": nfe, "samples": args.samples,
+                     "windows": len(x_test), **scores, "windows_per_s": len(x_test) / seconds,
+                     "train_steps": summary.steps, "train_s": summary.seconds})
+    base = np.stack([encoder.forecaster.predict(encoder.normalizer.transform(w)[:CONTEXT]) for w in raw])
+    ridge = {"method": "ridge base (trajdiff encoder)", "horizon": horizon, "windows": len(x_test),
+             **point_scores(base, y_test)}
+    return rows, ridge
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--horizons", type=int, nargs="+", default=[96, 192])
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--minutes", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--nfe", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--max-windows", type=int, default=0, help="evaluate on at most this many test windows")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.horizons, args.steps, args.samples, args.nfe, args.max_windows = [96], 100, 4, [5], 64
+    torch.set_num_threads(args.threads)
+    if not DATA.exists():
+        raise SystemExit(f"ETTh1 not found at {DATA}; see datasets/etth1.md for how to obtain it")
+    frame = pd.read_csv(DATA)
+    train_frame, train, val, test = split(frame)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for horizon in args.horizons:
+            ours, ridge = run_trajdiff(train_frame, test, horizon, args, Path(workdir))
+            x_test, y_test = windows(test, horizon)
+            if args.max_windows and len(x_test) > args.max_windows:
+                keep = np.linspace(0, len(x_test) - 1, args.max_windows).round().astype(int)
+                x_test, y_test = x_test[keep], y_test[keep]
+            dlinear, seconds = train_dlinear(train, val, horizon, epochs=2 if args.quick else 10, seed=args.seed)
+            with torch.no_grad():
+                predicted = dlinear(torch.from_numpy(x_test.copy()).float()).numpy()
+            last = np.repeat(x_test[:, -1:], horizon, axis=1)
+            seasonal = np.concatenate([x_test[:, -24:]] * (horizon // 24 + 1), axis=1)[:, :horizon]
+            rows += ours
+            rows.append(ridge)
+            rows.append({"method": "DLinear (same run)", "horizon": horizon, "windows": len(x_test),
+                         **point_scores(predicted, y_test), "train_s": seconds})
+            rows.append({"method": "seasonal naive (24 h)", "horizon": horizon, "windows": len(x_test),
+                         **point_scores(seasonal, y_test)})
+            rows.append({"method": "last value", "horizon": horizon, "windows": len(x_test),
+                         **point_scores(last, y_test)})
+            for name, (mse, mae) in PUBLISHED[horizon].items():
+                rows.append({"method": name, "horizon": horizon, "mse": mse, "mae": mae})
+    command = "python benchmarks/etth1.py " + " ".join(sys.argv[1:])
+    path = write_results("etth1", command.strip(), rows, results_path("etth1", args.quick))
+    print(markdown_table(rows, ["method", "horizon", "nfe", "windows", "mse", "mae", "crps", "coverage50",
+                                "coverage90", "windows_per_s", "train_s"]))
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
