@@ -39,7 +39,7 @@ def machine() -> str:
 
 
 def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def results_path(name: str, quick: bool) -> Path:

@@ -17,6 +17,7 @@ decomposition + two linear maps shared across variables, Adam, early stopping on
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -36,8 +37,11 @@ from trajdiff.core import metrics  # noqa: E402
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ett" / "ETTh1.csv"
 CONTEXT = 96
 TRAIN_END, VAL_END, TEST_END = 12 * 30 * 24, 16 * 30 * 24, 20 * 30 * 24
-PUBLISHED = {96: {"DLinear (published)": (0.375, 0.399), "PatchTST/64 (published)": (0.370, 0.400)},
-             192: {"DLinear (published)": (0.405, 0.416), "PatchTST/64 (published)": (0.413, 0.429)}}
+NETWORK = {"kind": "transformer", "width": 128, "depth": 3, "heads": 4, "dropout": 0.1}
+PUBLISHED = {
+    96: {"DLinear (published)": (0.375, 0.399), "PatchTST/64 (published)": (0.370, 0.400)},
+    192: {"DLinear (published)": (0.405, 0.416), "PatchTST/64 (published)": (0.413, 0.429)},
+}
 
 
 def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
@@ -45,7 +49,7 @@ def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np
     train = values[:TRAIN_END]
     mean, std = train.mean(0), train.std(0)
     z = (values - mean) / std
-    return frame.iloc[:TRAIN_END], z[:TRAIN_END], z[TRAIN_END - CONTEXT:VAL_END], z[VAL_END - CONTEXT:TEST_END]
+    return frame.iloc[:TRAIN_END], z[:TRAIN_END], z[TRAIN_END - CONTEXT : VAL_END], z[VAL_END - CONTEXT : TEST_END]
 
 
 def windows(z: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,7 +86,7 @@ def train_dlinear(train: np.ndarray, val: np.ndarray, horizon: int, epochs: int,
     for epoch in range(epochs):
         order = torch.randperm(len(x_train), generator=generator)
         for lo in range(0, len(order), 32):
-            batch = order[lo:lo + 32]
+            batch = order[lo : lo + 32]
             loss = (model(x_train[batch]) - y_train[batch]).square().mean()
             optimizer.zero_grad()
             loss.backward()
@@ -114,46 +118,91 @@ def sample_scores(samples: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return scores
 
 
-def run_trajdiff(train_frame: pd.DataFrame, test: np.ndarray, horizon: int, args: argparse.Namespace,
-                 workdir: Path) -> tuple[list[dict], dict[str, float]]:
-    model_dir = workdir / f"etth1-h{horizon}"
-    summary = api.train(
-        "timeseries", train_frame, model_dir, steps=args.steps, minutes=args.minutes, history=CONTEXT,
-        horizon=horizon, batch_size=args.batch_size, seed=args.seed, progress=not args.quiet,
-    )
-    loaded = api.load_model(model_dir)
+def _encode(encoder, x: np.ndarray, horizon: int) -> tuple[np.ndarray, list[dict]]:
+    """Standardized windows' histories -> the model's tokens, going through user units as a file would."""
+    raw = encoder.normalizer.inverse(np.concatenate([x, np.zeros((len(x), horizon, x.shape[2]))], axis=1))
+    encoded, frames = zip(*(encoder.encode(w, CONTEXT) for w in raw), strict=True)
+    return np.stack(encoded).astype(np.float32), list(frames)
+
+
+def _forecast(loaded, contexts, frames, samples: int, nfe: int, seed: int) -> np.ndarray:
+    """Standardized samples [S, N, H, F] of the future."""
     encoder = loaded.encoder
+    drawn = api.sample_futures(loaded, contexts, samples=samples, nfe=nfe, seed=seed)
+    decoded = np.stack([encoder.decode(drawn[:, j], frames[j]) for j in range(len(frames))], axis=1)
+    return encoder.normalizer.transform(decoded)[:, :, CONTEXT:]
+
+
+def _spread_factor(samples: np.ndarray, truth: np.ndarray, level: float = 0.9) -> float:
+    """The factor on the samples' spread around their median that gives ``level`` coverage (bisection)."""
+    median = np.median(samples, axis=0)
+    lo, hi = 0.25, 8.0
+    for _ in range(30):
+        mid = (lo * hi) ** 0.5
+        widened = median + mid * (samples - median)
+        q_lo, q_hi = np.quantile(widened, [(1 - level) / 2, (1 + level) / 2], axis=0)
+        covered = np.mean((truth >= q_lo) & (truth <= q_hi))
+        lo, hi = (mid, hi) if covered < level else (lo, mid)
+    return (lo * hi) ** 0.5
+
+
+def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, horizon: int,
+                 args: argparse.Namespace, workdir: Path) -> tuple[list[dict], dict[str, float]]:
+    """Trains in rounds, keeps the round with the lowest validation MSE (early stopping, as the
+    baselines' protocol does), calibrates the spread on validation, then scores the test windows."""
+    model_dir, best_dir = workdir / f"etth1-h{horizon}", workdir / f"etth1-h{horizon}-best"
+    x_val, y_val = windows(val, horizon)
+    pick = np.linspace(0, len(x_val) - 1, min(len(x_val), args.val_windows)).round().astype(int)
+    x_val, y_val = x_val[pick], y_val[pick]
+    best, history, started = (float("inf"), 0), [], time.monotonic()
+    for end in range(args.round_steps, args.steps + 1, args.round_steps):
+        api.train("timeseries", train_frame, model_dir, steps=end, history=CONTEXT, horizon=horizon,
+                            batch_size=args.batch_size, seed=args.seed, progress=not args.quiet,
+                            resume=end > args.round_steps, network=NETWORK)
+        loaded = api.load_model(model_dir)
+        contexts, frames = _encode(loaded.encoder, x_val, horizon)
+        val_mse = float(np.mean((np.median(_forecast(loaded, contexts, frames, 8, 10, args.seed), 0) - y_val) ** 2))
+        history.append({"steps": end, "val_mse": val_mse})
+        print(f"  h={horizon} steps={end} validation MSE {val_mse:.4f}", flush=True)
+        if val_mse < best[0]:
+            best = (val_mse, end)
+            shutil.rmtree(best_dir, ignore_errors=True)
+            shutil.copytree(model_dir, best_dir)
+    train_seconds = time.monotonic() - started
+    loaded = api.load_model(best_dir)
+    encoder = loaded.encoder
+    contexts, frames = _encode(encoder, x_val, horizon)
+    factor = _spread_factor(_forecast(loaded, contexts, frames, args.samples, 10, args.seed + 1), y_val)
     x_test, y_test = windows(test, horizon)
     if args.max_windows and len(x_test) > args.max_windows:
         keep = np.linspace(0, len(x_test) - 1, args.max_windows).round().astype(int)
         x_test, y_test = x_test[keep], y_test[keep]
-    # Test windows are already standardized with training statistics; encode them through the model's
-    # encoder from user units so that trajdiff sees exactly what a user's file would give it.
-    raw = encoder.normalizer.inverse(np.concatenate([x_test, np.zeros_like(y_test)], axis=1))
-    encoded, frames = zip(*(encoder.encode(w, CONTEXT) for w in raw), strict=True)
-    contexts = np.stack(encoded).astype(np.float32)
+    contexts, frames = _encode(encoder, x_test, horizon)
     rows = []
     for nfe in args.nfe:
         started = time.monotonic()
-        drawn = api.sample_futures(loaded, contexts, samples=args.samples, nfe=nfe, seed=args.seed)
+        samples = _forecast(loaded, contexts, frames, args.samples, nfe, args.seed)
         seconds = time.monotonic() - started
-        decoded = np.stack([encoder.decode(drawn[:, j], frames[j]) for j in range(len(frames))], axis=1)
-        samples = encoder.normalizer.transform(decoded)[:, :, CONTEXT:]  # standardized, [S, N, H, F]
-        scores = sample_scores(samples, y_test)
-        rows.append({"method": "trajdiff", "horizon": horizon, "nfe": nfe, "samples": args.samples,
-                     "windows": len(x_test), **scores, "windows_per_s": len(x_test) / seconds,
-                     "train_steps": summary.steps, "train_s": summary.seconds})
-    base = np.stack([encoder.forecaster.predict(encoder.normalizer.transform(w)[:CONTEXT]) for w in raw])
+        common = {"horizon": horizon, "nfe": nfe, "samples": args.samples, "windows": len(x_test),
+                  "train_steps": best[1], "train_s": train_seconds}
+        rows.append({"method": "trajdiff", **common, **sample_scores(samples, y_test),
+                     "windows_per_s": len(x_test) / seconds})
+        median = np.median(samples, axis=0)
+        rows.append({"method": "trajdiff, spread calibrated on validation", **common, "spread_factor": factor,
+                     **sample_scores(median + factor * (samples - median), y_test)})
+    base = np.stack([encoder.forecaster.predict(encoder.normalizer.transform(w)[:CONTEXT])
+                     for w in encoder.normalizer.inverse(x_test)])
     ridge = {"method": "ridge base (trajdiff encoder)", "horizon": horizon, "windows": len(x_test),
-             **point_scores(base, y_test)}
+             **point_scores(base, y_test), "validation_rounds": history}
     return rows, ridge
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--horizons", type=int, nargs="+", default=[96, 192])
-    parser.add_argument("--steps", type=int, default=4000)
-    parser.add_argument("--minutes", type=float, default=None)
+    parser.add_argument("--steps", type=int, default=3000, help="most training steps")
+    parser.add_argument("--round-steps", type=int, default=500, help="steps between validation checks")
+    parser.add_argument("--val-windows", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--nfe", type=int, nargs="+", default=[10, 50])
@@ -164,7 +213,8 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.horizons, args.steps, args.samples, args.nfe, args.max_windows = [96], 100, 4, [5], 64
+        args.horizons, args.steps, args.round_steps, args.samples, args.nfe = [96], 100, 50, 4, [5]
+        args.max_windows, args.val_windows = 64, 32
     torch.set_num_threads(args.threads)
     if not DATA.exists():
         raise SystemExit(f"ETTh1 not found at {DATA}; see datasets/etth1.md for how to obtain it")
@@ -173,7 +223,7 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as workdir:
         for horizon in args.horizons:
-            ours, ridge = run_trajdiff(train_frame, test, horizon, args, Path(workdir))
+            ours, ridge = run_trajdiff(train_frame, val, test, horizon, args, Path(workdir))
             x_test, y_test = windows(test, horizon)
             if args.max_windows and len(x_test) > args.max_windows:
                 keep = np.linspace(0, len(x_test) - 1, args.max_windows).round().astype(int)
@@ -185,18 +235,48 @@ def main() -> None:
             seasonal = np.concatenate([x_test[:, -24:]] * (horizon // 24 + 1), axis=1)[:, :horizon]
             rows += ours
             rows.append(ridge)
-            rows.append({"method": "DLinear (same run)", "horizon": horizon, "windows": len(x_test),
-                         **point_scores(predicted, y_test), "train_s": seconds})
-            rows.append({"method": "seasonal naive (24 h)", "horizon": horizon, "windows": len(x_test),
-                         **point_scores(seasonal, y_test)})
-            rows.append({"method": "last value", "horizon": horizon, "windows": len(x_test),
-                         **point_scores(last, y_test)})
+            rows.append(
+                {
+                    "method": "DLinear (same run)",
+                    "horizon": horizon,
+                    "windows": len(x_test),
+                    **point_scores(predicted, y_test),
+                    "train_s": seconds,
+                }
+            )
+            rows.append(
+                {
+                    "method": "seasonal naive (24 h)",
+                    "horizon": horizon,
+                    "windows": len(x_test),
+                    **point_scores(seasonal, y_test),
+                }
+            )
+            rows.append(
+                {"method": "last value", "horizon": horizon, "windows": len(x_test), **point_scores(last, y_test)}
+            )
             for name, (mse, mae) in PUBLISHED[horizon].items():
                 rows.append({"method": name, "horizon": horizon, "mse": mse, "mae": mae})
     command = "python benchmarks/etth1.py " + " ".join(sys.argv[1:])
     path = write_results("etth1", command.strip(), rows, results_path("etth1", args.quick))
-    print(markdown_table(rows, ["method", "horizon", "nfe", "windows", "mse", "mae", "crps", "coverage50",
-                                "coverage90", "windows_per_s", "train_s"]))
+    print(
+        markdown_table(
+            rows,
+            [
+                "method",
+                "horizon",
+                "nfe",
+                "windows",
+                "mse",
+                "mae",
+                "crps",
+                "coverage50",
+                "coverage90",
+                "windows_per_s",
+                "train_s",
+            ],
+        )
+    )
     print(f"\nwrote {path}")
 
 

@@ -82,11 +82,24 @@ def forward_pass_rows(quick: bool) -> list[dict[str, Any]]:
             number = max(1, int(0.05 / once))  # ~50 ms per timing
             repeats = 3 if quick else 15
             timing = timeit(forward, repeats=repeats, warmup=3, number=number)
-            rows.append({"method": "trajdiff", "part": "forward", "network": name, "params": params,
-                         "batch": batch, "tokens": T, "dim": D, "threads": torch.get_num_threads(),
-                         "ms_per_nfe": 1e3 * timing["median"], "ms_min": 1e3 * timing["min"],
-                         "ms_max": 1e3 * timing["max"], "repeats": repeats, "calls_per_repeat": number,
-                         "samples_per_s": batch / timing["median"]})
+            rows.append(
+                {
+                    "method": "trajdiff",
+                    "part": "forward",
+                    "network": name,
+                    "params": params,
+                    "batch": batch,
+                    "tokens": T,
+                    "dim": D,
+                    "threads": torch.get_num_threads(),
+                    "ms_per_nfe": 1e3 * timing["median"],
+                    "ms_min": 1e3 * timing["min"],
+                    "ms_max": 1e3 * timing["max"],
+                    "repeats": repeats,
+                    "calls_per_repeat": number,
+                    "samples_per_s": batch / timing["median"],
+                }
+            )
     return rows
 
 
@@ -150,18 +163,39 @@ def overhead_rows(quick: bool) -> list[dict[str, Any]]:
             theirs = [(o - b) / steps for o, b in zip(times["theirs"], bare, strict=True)]
             adapter = [(a - b) / steps for a, b in zip(times["adapter"], bare, strict=True)]
             ratios = [o / t for o, t in zip(ours, theirs, strict=True)]
-            common = {"part": "loop_overhead", "steps": steps, "batch": batch, "tokens": T, "dim": D,
-                      "threads": torch.get_num_threads(), "repeats": repeats}
+            common = {
+                "part": "loop_overhead",
+                "steps": steps,
+                "batch": batch,
+                "tokens": T,
+                "dim": D,
+                "threads": torch.get_num_threads(),
+                "repeats": repeats,
+            }
             net_us = 1e6 * median(bare) / steps
-            rows.append({"method": "trajdiff", **common, "solver": "dpmpp2m",
-                         "loop_ms": 1e3 * median(times["ours"]), "network_us_per_step": net_us,
-                         "overhead_us_per_step": 1e6 * median(ours),
-                         "adapter_us_per_step": 1e6 * median(adapter),
-                         "ratio_vs_diffusers": median(ratios),
-                         "ratio_of_medians": median(ours) / median(theirs)})
-            rows.append({"method": "diffusers", **common, "solver": "DPMSolverMultistepScheduler",
-                         "loop_ms": 1e3 * median(times["theirs"]), "network_us_per_step": net_us,
-                         "overhead_us_per_step": 1e6 * median(theirs)})
+            rows.append(
+                {
+                    "method": "trajdiff",
+                    **common,
+                    "solver": "dpmpp2m",
+                    "loop_ms": 1e3 * median(times["ours"]),
+                    "network_us_per_step": net_us,
+                    "overhead_us_per_step": 1e6 * median(ours),
+                    "adapter_us_per_step": 1e6 * median(adapter),
+                    "ratio_vs_diffusers": median(ratios),
+                    "ratio_of_medians": median(ours) / median(theirs),
+                }
+            )
+            rows.append(
+                {
+                    "method": "diffusers",
+                    **common,
+                    "solver": "DPMSolverMultistepScheduler",
+                    "loop_ms": 1e3 * median(times["theirs"]),
+                    "network_us_per_step": net_us,
+                    "overhead_us_per_step": 1e6 * median(theirs),
+                }
+            )
     return rows
 
 
@@ -182,27 +216,55 @@ def profile(steps: int = 50, batch: int = 1, rounds: int = 200, top: int = 30) -
 def tables(payload: dict[str, Any]) -> str:
     rows = payload["rows"]
     out = ["Time per function evaluation (forward pass, no grad; T = 64, D = 8; median of repeats)\n"]
-    out.append(markdown_table([r for r in rows if r["part"] == "forward"],
-                              ["network", "params", "batch", "threads", "ms_per_nfe", "ms_min", "ms_max",
-                               "samples_per_s"],
-                              ["network", "parameters", "batch", "threads", "ms / NFE (median)", "min", "max",
-                               "samples / s"]))
+    out.append(
+        markdown_table(
+            [r for r in rows if r["part"] == "forward"],
+            ["network", "params", "batch", "threads", "ms_per_nfe", "ms_min", "ms_max", "samples_per_s"],
+            ["network", "parameters", "batch", "threads", "ms / NFE (median)", "min", "max", "samples / s"],
+        )
+    )
     loop = [r for r in rows if r["part"] == "loop_overhead"]
     table = []
     for ours in (r for r in loop if r["method"] == "trajdiff"):
-        theirs = next(r for r in loop if r["method"] == "diffusers" and r["steps"] == ours["steps"]
-                      and r["batch"] == ours["batch"])
-        table.append({"steps": ours["steps"], "batch": ours["batch"], "net": ours["network_us_per_step"],
-                      "ours": ours["overhead_us_per_step"], "adapter": ours["adapter_us_per_step"],
-                      "theirs": theirs["overhead_us_per_step"], "ratio": ours["ratio_vs_diffusers"],
-                      "ratio_med": ours["ratio_of_medians"], "repeats": ours["repeats"]})
-    out.append("\nSampler-loop overhead per step, tiny network (one nn.Linear per token), T = 64, D = 8, "
-               "1 thread; microseconds\n")
-    out.append(markdown_table(table, ["steps", "batch", "net", "ours", "adapter", "theirs", "ratio", "ratio_med",
-                                      "repeats"],
-                              ["N steps", "batch", "network / step", "trajdiff overhead / step",
-                               "(of which denoiser adapter)", "diffusers overhead / step",
-                               "ratio ours/theirs (median of paired)", "ratio of medians", "rounds"]))
+        theirs = next(
+            r
+            for r in loop
+            if r["method"] == "diffusers" and r["steps"] == ours["steps"] and r["batch"] == ours["batch"]
+        )
+        table.append(
+            {
+                "steps": ours["steps"],
+                "batch": ours["batch"],
+                "net": ours["network_us_per_step"],
+                "ours": ours["overhead_us_per_step"],
+                "adapter": ours["adapter_us_per_step"],
+                "theirs": theirs["overhead_us_per_step"],
+                "ratio": ours["ratio_vs_diffusers"],
+                "ratio_med": ours["ratio_of_medians"],
+                "repeats": ours["repeats"],
+            }
+        )
+    out.append(
+        "\nSampler-loop overhead per step, tiny network (one nn.Linear per token), T = 64, D = 8, "
+        "1 thread; microseconds\n"
+    )
+    out.append(
+        markdown_table(
+            table,
+            ["steps", "batch", "net", "ours", "adapter", "theirs", "ratio", "ratio_med", "repeats"],
+            [
+                "N steps",
+                "batch",
+                "network / step",
+                "trajdiff overhead / step",
+                "(of which denoiser adapter)",
+                "diffusers overhead / step",
+                "ratio ours/theirs (median of paired)",
+                "ratio of medians",
+                "rounds",
+            ],
+        )
+    )
     return "\n".join(out)
 
 
@@ -227,8 +289,15 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     import diffusers
 
-    write_results(NAME, COMMAND + (" --quick" if args.quick else ""), rows, path,
-                  diffusers_version=diffusers.__version__, threads=args.threads, wall_seconds=round(elapsed, 1))
+    write_results(
+        NAME,
+        COMMAND + (" --quick" if args.quick else ""),
+        rows,
+        path,
+        diffusers_version=diffusers.__version__,
+        threads=args.threads,
+        wall_seconds=round(elapsed, 1),
+    )
     print(tables(json.loads(path.read_text(encoding="utf-8"))))
     print(f"\nwrote {path} in {elapsed:.0f} s")
 

@@ -15,7 +15,8 @@ seeds) and report:
   law is N(b, s1^2 A A^T). Also free of Monte-Carlo noise.
 
 Also: the adaptive probability-flow ODE (`sample_ode`, dopri5) at several tolerances, as shipped
-and with torchdiffeq's ``step_t`` option pinning a step onto its last level (``dopri5+step_t``); a
+(a step pinned onto its last level with torchdiffeq's ``step_t``) and without that pin (``dopri5,
+no step_t``: the solver steps past k_end and interpolates back, evaluating negative levels); a
 baseline, diffusers' DPMSolverMultistepScheduler driven by the same exact denoiser on its own
 discrete schedules (NFE 5-100); the Monte-Carlo floor (W2 of 50,000 exact samples, over 20 seeds)
 and the exact flow map of each schedule's starting noise; and the issue's target: DPM-Solver++ at
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -57,11 +59,11 @@ DETERMINISTIC = {"ddim", "dpmpp2m", "euler", "heun"}
 CHUNK = 10_000  # rows per sampler call for fixed-step solvers (faster than one 50,000-row batch)
 DIFFUSERS_NFES = [5, 10, 20, 50, 100]  # the baseline, at the budgets that matter for the target
 K_END = 1e-3  # sample_ode's default last level before its final denoising step
-# "dopri5": sample_ode as shipped. "dopri5+step_t": the same, but told (torchdiffeq's step_t option)
-# to land a step exactly on k_end instead of stepping past it, so it never evaluates levels < k_end.
+# "dopri5": sample_ode as shipped, which lands a step exactly on k_end (torchdiffeq's step_t option).
+# "dopri5, no step_t": without that pin the solver steps past k_end and evaluates levels < k_end.
 ODE_VARIANTS = {
     "dopri5": lambda: None,
-    "dopri5+step_t": lambda: {"step_t": torch.tensor([K_END], dtype=torch.float64)},
+    "dopri5, no step_t": lambda: {"step_t": None},
 }
 NFES = [5, 10, 20, 50, 100, 1000]
 TOLERANCES = [1e-2, 1e-3, 1e-4, 1e-5]
@@ -149,8 +151,9 @@ def run_task(task: tuple[str, str, list, int]) -> list[dict[str, Any]]:
                 return counter(x, k, cond)
 
             try:
-                result = sample_ode(watched, x1.clone(), schedule, rtol=budget, atol=budget,
-                                    options=ODE_VARIANTS[solver]())
+                result = sample_ode(
+                    watched, x1.clone(), schedule, rtol=budget, atol=budget, options=ODE_VARIANTS[solver]()
+                )
                 out, nfe, steps = result.x[:, 0], result.nfe, None
                 assert nfe == counter.calls
             except AssertionError as exc:  # torchdiffeq's step-size underflow
@@ -161,14 +164,20 @@ def run_task(task: tuple[str, str, list, int]) -> list[dict[str, Any]]:
             plan = plans.full_sequence(1, steps)
             # Rows are independent under fixed steps, so the batch runs in cache-sized chunks (same
             # result for deterministic solvers; DDPM draws its noise chunk by chunk from one generator).
-            chunks = [samplers.sample(counter, part.clone(), plan, schedule, solver=solver, generator=g)[:, 0]
-                      for part in x1.split(CHUNK)]
+            chunks = [
+                samplers.sample(counter, part.clone(), plan, schedule, solver=solver, generator=g)[:, 0]
+                for part in x1.split(CHUNK)
+            ]
             out = torch.cat(chunks)
             nfe = counter.calls // len(chunks)
         seconds = time.perf_counter() - start
         ode = solver in ODE_VARIANTS
-        row: dict[str, Any] = {"method": "trajdiff", "kind": "ode" if ode else "fixed_steps",
-                               "schedule": schedule_name, "solver": solver}
+        row: dict[str, Any] = {
+            "method": "trajdiff",
+            "kind": "ode" if ode else "fixed_steps",
+            "schedule": schedule_name,
+            "solver": solver,
+        }
         if ode:
             row["tol"] = budget
         else:
@@ -227,11 +236,22 @@ def run_diffusers_task(task: tuple[str, str, list, int]) -> list[dict[str, Any]]
             x = scheduler.step(eps, t, x).prev_sample
         seconds = time.perf_counter() - start
         out = x[:, 0]
-        rows.append({"method": "diffusers", "kind": "fixed_steps", "schedule": schedule_name,
-                     "solver": "DPMSolverMultistep", "betas": betas, "nfe_target": budget, "steps": steps,
-                     "nfe": calls, "w2": w2_fitted(out, mean, cov),
-                     "flow_map_mae": (out - exact).abs().mean().item(),
-                     "w2_law": w2_law(x1, out, float(scheduler.init_noise_sigma), mean, cov), "seconds": seconds})
+        rows.append(
+            {
+                "method": "diffusers",
+                "kind": "fixed_steps",
+                "schedule": schedule_name,
+                "solver": "DPMSolverMultistep",
+                "betas": betas,
+                "nfe_target": budget,
+                "steps": steps,
+                "nfe": calls,
+                "w2": w2_fitted(out, mean, cov),
+                "flow_map_mae": (out - exact).abs().mean().item(),
+                "w2_law": w2_law(x1, out, float(scheduler.init_noise_sigma), mean, cov),
+                "seconds": seconds,
+            }
+        )
     return rows
 
 
@@ -248,43 +268,75 @@ def reference_rows(n: int) -> list[dict[str, Any]]:
         g = torch.Generator().manual_seed(1000 + seed)
         draws = mean + torch.randn(n, DIM, generator=g, dtype=torch.float64) @ chol.T
         floors.append(w2_fitted(draws, mean, cov))
-    rows = [{"method": "exact sampling", "kind": "mc_floor", "n": n, "seeds": FLOOR_SEEDS,
-             "w2": float(np.median(floors)), "w2_min": min(floors), "w2_max": max(floors),
-             "w2_first_seed": floors[0]}]
+    rows = [
+        {
+            "method": "exact sampling",
+            "kind": "mc_floor",
+            "n": n,
+            "seeds": FLOOR_SEEDS,
+            "w2": float(np.median(floors)),
+            "w2_min": min(floors),
+            "w2_max": max(floors),
+            "w2_first_seed": floors[0],
+        }
+    ]
     for schedule_name in SCHEDULES:
         schedule = build_schedule(schedule_name)
         x1 = start_state(schedule, n)[:, 0]
         sigma1 = float(schedule.alpha_sigma(torch.tensor(1.0, dtype=torch.float64))[1])
         exact = exact_flow_map(x1, schedule, mean, cov)
-        rows.append({"method": "exact flow map", "kind": "flow_map_reference", "schedule": schedule_name,
-                     "n": n, "w2": w2_fitted(exact, mean, cov),
-                     "w2_law": w2_law(x1, exact, sigma1, mean, cov)})
+        rows.append(
+            {
+                "method": "exact flow map",
+                "kind": "flow_map_reference",
+                "schedule": schedule_name,
+                "n": n,
+                "w2": w2_fitted(exact, mean, cov),
+                "w2_law": w2_law(x1, exact, sigma1, mean, cov),
+            }
+        )
     return rows
 
 
 def target_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def find(solver: str, nfe: int) -> dict[str, Any] | None:
         for r in rows:
-            if r["kind"] == "fixed_steps" and r["schedule"] == "cosine" and r["solver"] == solver \
-                    and r["nfe_target"] == nfe:
+            if (
+                r["kind"] == "fixed_steps"
+                and r["schedule"] == "cosine"
+                and r["solver"] == solver
+                and r["nfe_target"] == nfe
+            ):
                 return r
         return None
 
     def first_within(solver: str, bound: float) -> int | None:
-        hits = [r["nfe"] for r in rows if r["kind"] == "fixed_steps" and r["schedule"] == "cosine"
-                and r["solver"] == solver and r["w2"] <= bound]
+        hits = [
+            r["nfe"]
+            for r in rows
+            if r["kind"] == "fixed_steps" and r["schedule"] == "cosine" and r["solver"] == solver and r["w2"] <= bound
+        ]
         return min(hits) if hits else None
 
     ours, ref = find("dpmpp2m", 10), find("ddpm", 1000)
     if ours is None or ref is None:
         return {"method": "trajdiff", "kind": "target", "target": TARGET, "pass": None}
     ratio = ours["w2"] / ref["w2"]
-    return {"method": "trajdiff", "kind": "target", "target": TARGET, "schedule": "cosine",
-            "dpmpp2m_nfe": ours["nfe"], "dpmpp2m_w2": ours["w2"], "ddpm_nfe": ref["nfe"], "ddpm_w2": ref["w2"],
-            "ratio": ratio, "pass": bool(ratio <= 1.10),
-            "dpmpp2m_w2_law": ours.get("w2_law"),
-            "dpmpp2m_nfe_within_10pct": first_within("dpmpp2m", 1.10 * ref["w2"]),
-            "diffusers_dpmpp2m_nfe10_w2": (find("DPMSolverMultistep", 10) or {}).get("w2")}
+    return {
+        "method": "trajdiff",
+        "kind": "target",
+        "target": TARGET,
+        "schedule": "cosine",
+        "dpmpp2m_nfe": ours["nfe"],
+        "dpmpp2m_w2": ours["w2"],
+        "ddpm_nfe": ref["nfe"],
+        "ddpm_w2": ref["w2"],
+        "ratio": ratio,
+        "pass": bool(ratio <= 1.10),
+        "dpmpp2m_w2_law": ours.get("w2_law"),
+        "dpmpp2m_nfe_within_10pct": first_within("dpmpp2m", 1.10 * ref["w2"]),
+        "diffusers_dpmpp2m_nfe10_w2": (find("DPMSolverMultistep", 10) or {}).get("w2"),
+    }
 
 
 def tables(payload: dict[str, Any]) -> str:
@@ -300,8 +352,11 @@ def tables(payload: dict[str, Any]) -> str:
                 cells = {r["nfe_target"]: r for r in fixed if r["schedule"] == schedule and r["solver"] == solver}
                 if not cells:
                     continue
-                label = f"diffusers DPMSolverMultistep ({cells[min(cells)]['betas']} betas)" \
-                    if solver == "DPMSolverMultistep" else solver
+                label = (
+                    f"diffusers DPMSolverMultistep ({cells[min(cells)]['betas']} betas)"
+                    if solver == "DPMSolverMultistep"
+                    else solver
+                )
                 line: dict[str, Any] = {"schedule": schedule, "solver": label}
                 for nfe in nfes:
                     r = cells.get(nfe)
@@ -315,34 +370,53 @@ def tables(payload: dict[str, Any]) -> str:
     columns = ["schedule", "solver", *map(str, nfes)]
     headers = ["schedule", "solver", *[f"NFE {n}" for n in nfes]]
     floor = next(r for r in rows if r["kind"] == "mc_floor")
-    out.append(f"W2 of the fitted Gaussian (N = {floor['n']}; Heun's actual NFE in brackets; "
-               f"Monte-Carlo floor {floor['w2']:.4f}, range {floor['w2_min']:.4f}-{floor['w2_max']:.4f} "
-               f"over {floor['seeds']} seeds of exact samples)\n")
+    out.append(
+        f"W2 of the fitted Gaussian (N = {floor['n']}; Heun's actual NFE in brackets; "
+        f"Monte-Carlo floor {floor['w2']:.4f}, range {floor['w2_min']:.4f}-{floor['w2_max']:.4f} "
+        f"over {floor['seeds']} seeds of exact samples)\n"
+    )
     out.append(markdown_table(pivot("w2", [*SOLVERS, "DPMSolverMultistep"]), columns, headers))
     out.append("\nExact-law W2 of the deterministic solvers (no Monte-Carlo noise)\n")
-    out.append(markdown_table(pivot("w2_law", [*[s for s in SOLVERS if s in DETERMINISTIC], "DPMSolverMultistep"]), columns, headers))
+    out.append(
+        markdown_table(
+            pivot("w2_law", [*[s for s in SOLVERS if s in DETERMINISTIC], "DPMSolverMultistep"]), columns, headers
+        )
+    )
     out.append("\nMean absolute error to the exact probability-flow map (no Monte-Carlo noise)\n")
-    out.append(markdown_table(pivot("flow_map_mae", [*[s for s in SOLVERS if s in DETERMINISTIC], "DPMSolverMultistep"]), columns, headers))
+    out.append(
+        markdown_table(
+            pivot("flow_map_mae", [*[s for s in SOLVERS if s in DETERMINISTIC], "DPMSolverMultistep"]), columns, headers
+        )
+    )
     ode = [r for r in rows if r["kind"] == "ode"]
     if ode:
-        out.append("\nAdaptive probability-flow ODE (`sample_ode`, rtol = atol = tol, final denoising step from "
-                   "k = 1e-3; `+step_t`: with options={'step_t': [1e-3]})\n")
-        out.append(markdown_table([_with_error(r) for r in ode],
-                                  ["schedule", "solver", "tol", "nfe", "min_level", "w2", "w2_law", "flow_map_mae"]))
+        out.append(
+            "\nAdaptive probability-flow ODE (`sample_ode`, rtol = atol = tol, final denoising step from "
+            "k = 1e-3; `no step_t`: with options={'step_t': None}, the behaviour before the fix)\n"
+        )
+        out.append(
+            markdown_table(
+                [_with_error(r) for r in ode],
+                ["schedule", "solver", "tol", "nfe", "min_level", "w2", "w2_law", "flow_map_mae"],
+            )
+        )
     refs = [r for r in rows if r["kind"] == "flow_map_reference"]
     if refs:
-        out.append("\nReferences: exact flow map of each schedule's starting noise (the limit of every "
-                   "deterministic solver)\n")
+        out.append(
+            "\nReferences: exact flow map of each schedule's starting noise (the limit of every deterministic solver)\n"
+        )
         out.append(markdown_table(refs, ["schedule", "w2", "w2_law"]))
     target = next((r for r in rows if r["kind"] == "target"), None)
     if target and target.get("pass") is not None:
         verdict = "PASS" if target["pass"] else "FAIL"
-        out.append(f"\nTarget: {target['target']}: {verdict} (DPM-Solver++ {target['dpmpp2m_nfe']} NFE W2 = "
-                   f"{target['dpmpp2m_w2']:.4f}, DDPM {target['ddpm_nfe']} NFE W2 = {target['ddpm_w2']:.4f}, "
-                   f"ratio {target['ratio']:.3f}; exact-law W2 of DPM-Solver++ at 10 NFE "
-                   f"{target['dpmpp2m_w2_law']:.4f}; smallest NFE within 10%: {target['dpmpp2m_nfe_within_10pct']}; "
-                   f"diffusers' DPM-Solver++(2M) at 10 NFE, cosine betas: W2 = "
-                   f"{target['diffusers_dpmpp2m_nfe10_w2']:.4f})")
+        out.append(
+            f"\nTarget: {target['target']}: {verdict} (DPM-Solver++ {target['dpmpp2m_nfe']} NFE W2 = "
+            f"{target['dpmpp2m_w2']:.4f}, DDPM {target['ddpm_nfe']} NFE W2 = {target['ddpm_w2']:.4f}, "
+            f"ratio {target['ratio']:.3f}; exact-law W2 of DPM-Solver++ at 10 NFE "
+            f"{target['dpmpp2m_w2_law']:.4f}; smallest NFE within 10%: {target['dpmpp2m_nfe_within_10pct']}; "
+            f"diffusers' DPM-Solver++(2M) at 10 NFE, cosine betas: W2 = "
+            f"{target['diffusers_dpmpp2m_nfe10_w2']:.4f})"
+        )
     return "\n".join(out)
 
 
@@ -389,13 +463,30 @@ def main() -> None:
     rows.extend(reference_rows(n))
     rows.append(target_row(rows))
     elapsed = time.perf_counter() - start
+    cpu = sum(
+        getattr(resource.getrusage(who), f)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for f in ("ru_utime", "ru_stime")
+    )
     command = COMMAND + (" --quick" if args.quick else "")
-    write_results(NAME, command, rows, path, samples=n, dim=DIM, tokens=1, dtype="float64",
-                  jobs=args.jobs, chunk=CHUNK, wall_seconds=round(elapsed, 1),
-                  seeds={"problem": PROBLEM_SEED, "start": START_SEED, "solver": SOLVER_SEED})
+    write_results(
+        NAME,
+        command,
+        rows,
+        path,
+        samples=n,
+        dim=DIM,
+        tokens=1,
+        dtype="float64",
+        jobs=args.jobs,
+        chunk=CHUNK,
+        wall_seconds=round(elapsed, 1),
+        cpu_seconds=round(cpu, 1),
+        seeds={"problem": PROBLEM_SEED, "start": START_SEED, "solver": SOLVER_SEED},
+    )
     payload = json.loads(path.read_text(encoding="utf-8"))
     print(tables(payload))
-    print(f"\nwrote {path} in {elapsed:.0f} s")
+    print(f"\nwrote {path} in {elapsed:.0f} s ({cpu:.0f} CPU-seconds)")
 
 
 if __name__ == "__main__":

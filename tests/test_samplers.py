@@ -248,3 +248,19 @@ def test_bad_input_raises_clear_errors(gaussian) -> None:
         samplers.initial_state((1, 5, 4), plan, schedule, context=torch.zeros(1, 5, 3))
     for error in (ShapeError, DataError, PlanError, ConfigError):
         assert issubclass(error, TrajdiffError)
+
+
+def test_adaptive_ode_never_evaluates_below_its_end_level(gaussian) -> None:
+    """torchdiffeq may step past the end time; the solve must land on k_end instead (no negative levels)."""
+    mean, cov = gaussian
+    schedule = build_schedule("linear")
+    inner = gaussian_denoiser(mean, cov, schedule)
+    levels: list[float] = []
+
+    def watched(x, k, cond=None):
+        levels.append(float(k.min()))
+        return inner(x, k, cond)
+
+    x1 = torch.randn(100, 1, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    result = sample_ode(watched, x1, schedule, rtol=1e-5, atol=1e-5, k_end=1e-3)
+    assert min(levels) >= 1e-3 - 1e-12 and torch.isfinite(result.x).all()

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from trajdiff.core.parametrize import Prediction, check_parametrization, input_scale, to_prediction
-from trajdiff.core.schedules import Schedule
+from trajdiff.core.parametrize import Prediction, check_parametrization, network_input, to_prediction
+from trajdiff.core.schedules import Schedule, token_coefficients
 
 Denoiser = Callable[[Tensor, Tensor, Tensor | None], Prediction]
 
@@ -29,9 +29,8 @@ def network_denoiser(
     check_parametrization(parametrization)
 
     def denoise(x: Tensor, k: Tensor, cond: Tensor | None = None) -> Prediction:
-        alpha, sigma = schedule.alpha_sigma(k)
-        alpha, sigma = alpha[..., None], sigma[..., None]
-        output = network(x * input_scale(alpha, sigma, sigma_data), k, cond)
+        alpha, sigma = token_coefficients(schedule, k)
+        output = network(network_input(x, alpha, sigma, sigma_data, schedule.variance_preserving), k, cond)
         return to_prediction(output, x, alpha, sigma, parametrization)
 
     return denoise

@@ -20,6 +20,8 @@ from trajdiff.core.samplers import check_sequences
 from trajdiff.core.schedules import Schedule
 from trajdiff.errors import ConfigError, ShapeError
 
+ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+
 
 @dataclass
 class ODEResult:
@@ -72,6 +74,11 @@ def sample_ode(
         return torch.where(free[None, :, None], v, torch.zeros_like(v))
 
     times = torch.tensor([k_start, k_end], dtype=x.dtype)
+    options = dict(options or {})
+    if method in ADAPTIVE and "step_t" not in options:
+        # Make the solver land on k_end instead of stepping past it and interpolating back, which
+        # would evaluate the denoiser at negative levels (wasted calls; NaN sigmas for some schedules).
+        options["step_t"] = times[1:]
     with torch.no_grad():
         trajectory = torchdiffeq.odeint(velocity, x, times, method=method, rtol=rtol, atol=atol, options=options)
         state = trajectory[-1]

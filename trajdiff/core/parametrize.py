@@ -111,3 +111,11 @@ def input_scale(alpha: Tensor, sigma: Tensor, sigma_data: float = 1.0) -> Tensor
     """Preconditioning c_in = 1 / sqrt(alpha^2 sigma_data^2 + sigma^2): networks see unit-variance inputs
     under every schedule (essential for EDM's large sigmas, harmless for VP ones)."""
     return torch.rsqrt(alpha.square() * sigma_data**2 + sigma.square())
+
+
+def network_input(x: Tensor, alpha: Tensor, sigma: Tensor, sigma_data: float, variance_preserving: bool) -> Tensor:
+    """What the network sees: ``x * c_in``. Under a variance-preserving schedule with unit-variance data
+    c_in is exactly 1, so the multiply is skipped (training and sampling both come through here)."""
+    if variance_preserving and sigma_data == 1.0:
+        return x
+    return x * input_scale(alpha, sigma, sigma_data)

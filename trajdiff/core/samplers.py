@@ -30,7 +30,7 @@ from torch import Tensor
 
 from trajdiff.core import plans as plan_lib
 from trajdiff.core.denoiser import Denoiser
-from trajdiff.core.schedules import Schedule
+from trajdiff.core.schedules import Schedule, token_coefficients
 from trajdiff.errors import ConfigError, DataError, ShapeError
 
 State = dict[str, Tensor]
@@ -52,8 +52,7 @@ class StepFn(Protocol):
 
 
 def _coefficients(schedule: Schedule, k: Tensor) -> tuple[Tensor, Tensor]:
-    alpha, sigma = schedule.alpha_sigma(k)
-    return alpha[..., None], sigma[..., None]
+    return token_coefficients(schedule, k)
 
 
 def _noise_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -130,7 +129,12 @@ def dpmpp_2m_step(
     h = lam_t - lam_s
     data = prediction.x0
     lam_prev = state.get("lam_prev")
-    if lam_prev is not None:
+    if lam_prev is not None and lam_prev.dim() == 0 and h.dim() == 0:
+        # One level for every token (a full-sequence plan): scalar arithmetic, no masks.
+        h_prev = lam_s - lam_prev
+        if bool(torch.isfinite(h_prev)) and h_prev > 0 and sigma_t > 0 and h > 0:
+            data = data + (data - state["x0_prev"]) * (h / (2.0 * h_prev))
+    elif lam_prev is not None:
         h_prev = lam_s - lam_prev
         second_order = torch.isfinite(h_prev) & (h_prev > 0) & (sigma_t > 0) & (h > 0)
         r = h_prev / torch.where(second_order, h, torch.ones_like(h))
@@ -140,9 +144,12 @@ def dpmpp_2m_step(
     # written so that sigma_t = 0 (lambda_t = inf) and alpha_s = 0 (lambda_s = -inf) stay finite.
     x_next = (sigma_t / sigma_s) * x + (alpha_t - sigma_t * alpha_s / sigma_s) * data
     moving = (k_to != k_from)[..., None]
-    state["x0_prev"] = torch.where(moving, prediction.x0, state.get("x0_prev", prediction.x0))
-    unknown = torch.full_like(lam_s, float("nan"))
-    state["lam_prev"] = torch.where(moving, lam_s, lam_prev if lam_prev is not None else unknown)
+    if bool(moving.all()):
+        state["x0_prev"], state["lam_prev"] = prediction.x0, lam_s
+    else:
+        state["x0_prev"] = torch.where(moving, prediction.x0, state.get("x0_prev", prediction.x0))
+        unknown = torch.full(moving.shape, float("nan"), dtype=x.dtype, device=x.device)
+        state["lam_prev"] = torch.where(moving, lam_s, lam_prev if lam_prev is not None else unknown)
     return x_next
 
 
@@ -319,7 +326,7 @@ def sample(
             x_next = step(guided, x, k_from, k_to, schedule, cond=cond, state=state, generator=generator)
             for guide in guides:
                 x_next = guide.after_step(x_next, k_to, schedule, generator)
-            x = _keep_unmoved(x, x_next, moving)
+            x = x_next if bool(moving.all()) else _keep_unmoved(x, x_next, moving)
             if callback is not None:
                 callback(i, x)
     return x
@@ -387,5 +394,7 @@ def stream(
         fresh = sigma_max * torch.randn(batch, 1, dim, generator=generator, dtype=dtype)
         x = torch.cat([x[:, 1:], fresh], dim=1)  # the head joins the context, the oldest context leaves
         for key, value in state.items():
+            if value.dim() < 3:  # a shared level: one value per token from now on
+                value = value.expand(x.shape[0], x.shape[1], 1)
             fill = torch.full_like(value[:, :1], float("nan"))
             state[key] = torch.cat([value[:, 1:], fill], dim=1)

@@ -22,6 +22,7 @@ class Schedule(ABC):
     """Maps noise levels to signal and noise scales; subclasses are small and stateless."""
 
     name: str = ""
+    variance_preserving: bool = False  # alpha^2 + sigma^2 = 1 at every level
 
     @abstractmethod
     def alpha_sigma(self, k: Tensor) -> tuple[Tensor, Tensor]:
@@ -63,6 +64,7 @@ class CosineVP(Schedule):
     """
 
     name = "cosine"
+    variance_preserving = True
 
     def __init__(self, log_snr_min: float = -15.0) -> None:
         self.log_snr_min = float(log_snr_min)
@@ -89,6 +91,7 @@ class LinearVP(Schedule):
     """
 
     name = "linear"
+    variance_preserving = True
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0) -> None:
         self.beta_min = float(beta_min)
@@ -184,3 +187,31 @@ def build_schedule(config: str | dict[str, Any] | Schedule) -> Schedule:
         return SCHEDULES[kind](**params)
     except TypeError as exc:
         raise ConfigError(f"bad parameters for schedule {kind!r}: {exc}") from None
+
+
+def token_coefficients(schedule: Schedule, k: Tensor) -> tuple[Tensor, Tensor]:
+    """(alpha, sigma) for per-token levels ``k`` ``[B, T]``, shaped to broadcast against ``[B, T, D]``.
+
+    Computed once per distinct row: a level tensor broadcast over the batch (the sampler's case)
+    is evaluated on one row, and a row whose tokens share one level gives 0-d tensors, so the
+    common full-sequence plan costs what a scalar-level sampler costs.
+    """
+    row = k[:1] if k.dim() == 2 and k.shape[0] > 1 and k.stride(0) == 0 else k
+    if row.shape[0] == 1:
+        first = row.reshape(-1)[0]
+        if bool((row == first).all()):
+            return _scalar_coefficients(schedule, float(first), k.dtype, k.device)
+    alpha, sigma = schedule.alpha_sigma(row)
+    return alpha[..., None], sigma[..., None]
+
+
+def _scalar_coefficients(schedule: Schedule, level: float, dtype: torch.dtype, device: torch.device
+                         ) -> tuple[Tensor, Tensor]:
+    """0-d (alpha, sigma) at one level, memoised per schedule (a sampler revisits the same levels)."""
+    cache: dict = schedule.__dict__.setdefault("_scalar_cache", {})
+    key = (level, dtype, device)
+    if key not in cache:
+        if len(cache) > 4096:
+            cache.clear()
+        cache[key] = schedule.alpha_sigma(torch.tensor(level, dtype=dtype, device=device))
+    return cache[key]

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from trajdiff.core.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
 from trajdiff.core.model import DiffusionModel
-from trajdiff.core.parametrize import input_scale, target, x0_error_scale
+from trajdiff.core.parametrize import network_input, target, x0_error_scale
 from trajdiff.core.plans import staircase
 from trajdiff.core.samplers import check_sequences
 from trajdiff.core.schedules import Schedule
@@ -106,7 +106,8 @@ def diffusion_loss(
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     alpha, sigma = (v[..., None] for v in model.schedule.alpha_sigma(k))
     x_k = alpha * x0 + sigma * eps
-    output = network(x_k * input_scale(alpha, sigma, model.sigma_data), k, cond, cond_drop)
+    x_in = network_input(x_k, alpha, sigma, model.sigma_data, model.schedule.variance_preserving)
+    output = network(x_in, k, cond, cond_drop)
     error = (output - target(x0, eps, alpha, sigma, model.parametrization)).square().mean(-1)
     weight = loss_weight(model.schedule, k, model.parametrization, weighting, gamma)
     active = k > 0

@@ -8,6 +8,8 @@ Two options make forecasting models better and cheaper:
 - ``residual="linear"``: the future rows become the residual over a closed-form linear forecast
   from the history (`RidgeForecaster`), scaled to unit variance; decoding adds the forecast back.
   The frame of each window carries its forecast.
+- ``instance_norm=True``: each window is also centred and scaled by its own history (RevIN), so the
+  model and the linear forecast see level- and scale-free shapes; the frame carries both.
 - ``patch=P``: P consecutive rows form one token of P * F features (PatchTST's patches, Nie et al.,
   2023): a 192-row window becomes 24 tokens, which makes attention cheap.
 """
@@ -26,6 +28,7 @@ from trajdiff.plugins.timeseries.linear import RidgeForecaster
 __all__ = ["SeriesEncoder"]
 
 KIND = "timeseries.standard"
+INSTANCE_FLOOR = 0.05  # smallest per-window spread, in standardized units (flat windows stay finite)
 
 
 class SeriesEncoder(Encoder):
@@ -46,6 +49,7 @@ class SeriesEncoder(Encoder):
         horizon: int | None = None,
         forecaster: RidgeForecaster | None = None,
         residual_scale: list[float] | None = None,
+        instance_norm: bool = False,
     ) -> None:
         if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
             raise ConfigError(f"patch must be a positive integer (rows per token), got {patch!r}")
@@ -55,6 +59,7 @@ class SeriesEncoder(Encoder):
             raise ConfigError("residual='linear' needs history and horizon (rows) to fit the linear forecaster")
         self.patch = patch
         self.rows_per_token = patch
+        self.instance_norm = bool(instance_norm)
         self.residual = residual
         self.history = history
         self.horizon = horizon
@@ -100,18 +105,27 @@ class SeriesEncoder(Encoder):
         if self.residual == "linear":
             assert self.history and self.horizon
             standardized = [self.normalizer.transform(np.asarray(seq, dtype=np.float64)) for seq in episodes.sequences]
-            self.forecaster = RidgeForecaster(self.history, self.horizon).fit(standardized)
+            self.forecaster = RidgeForecaster(self.history, self.horizon).fit(
+                standardized, instance_norm=self.instance_norm)
             errors = []
+            length = self.history + self.horizon
             for values in standardized:
-                if len(values) < self.history + self.horizon:
+                if len(values) < length:
                     continue
-                starts = range(0, len(values) - self.history - self.horizon + 1,
-                               max(1, (len(values) - self.history - self.horizon) // 500 or 1))
-                for start in starts:
-                    window = values[start:start + self.history + self.horizon]
+                for start in range(0, len(values) - length + 1, max(1, (len(values) - length) // 500)):
+                    window, _, _ = self._local(values[start:start + length], self.history)
                     errors.append(window[self.history:] - self.forecaster.predict(window[: self.history]))
             self.residual_scale = np.maximum(np.concatenate(errors).std(axis=0), 1e-6)
         return self
+
+    def _local(self, z: np.ndarray, history: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Instance normalization (RevIN, Kim et al., 2022): each column of a window divided by its
+        history's spread after removing its history's mean; identity when ``instance_norm`` is off."""
+        if not self.instance_norm or history == 0:
+            return z, np.zeros(z.shape[1]), np.ones(z.shape[1])
+        mean = z[:history].mean(axis=0)
+        spread = np.maximum(z[:history].std(axis=0), INSTANCE_FLOOR)
+        return (z - mean) / spread, mean, spread
 
     def _norm(self) -> Normalizer:
         if not self.fitted:
@@ -133,8 +147,8 @@ class SeriesEncoder(Encoder):
             raise ConfigError(f"history must be an integer in [0, {len(arr)}] for this window, got {history!r}")
         if len(arr) % self.patch:
             raise ShapeError(f"a window of {len(arr)} rows does not fill whole patches of {self.patch} rows")
-        z = norm.transform(arr.astype(np.float64, copy=False))
-        frame: dict[str, Any] = {}
+        z, mean, spread = self._local(norm.transform(arr.astype(np.float64, copy=False)), history)
+        frame: dict[str, Any] = {"mean": mean, "spread": spread} if self.instance_norm else {}
         if self.residual == "linear":
             if history != self.history or len(arr) != self.history + self.horizon:  # type: ignore[operator]
                 raise ShapeError(f"this encoder forecasts {self.horizon} rows from {self.history}; got a window of "
@@ -142,7 +156,7 @@ class SeriesEncoder(Encoder):
             forecast = self.forecaster.predict(z[:history])  # type: ignore[union-attr]
             z = z.copy()
             z[history:] = (z[history:] - forecast) / self.residual_scale
-            frame = {"forecast": forecast, "history": history}
+            frame.update(forecast=forecast, history=history)
         return z.reshape(len(z) // self.patch, self.patch * columns), frame
 
     def decode(self, x: np.ndarray, frame: dict[str, Any]) -> np.ndarray:
@@ -156,13 +170,16 @@ class SeriesEncoder(Encoder):
             history = frame["history"]
             z = z.copy()
             z[..., history:, :] = z[..., history:, :] * self.residual_scale + frame["forecast"]
+        if "spread" in frame:
+            z = z * frame["spread"] + frame["mean"]
         return self._norm().inverse(z)
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serializable state: kind, column names and the normalizer's statistics."""
         state: dict[str, Any] = {"kind": KIND, "columns": list(self.columns or []),
                                  "normalizer": self._norm().state_dict(), "patch": self.patch,
-                                 "residual": self.residual, "history": self.history, "horizon": self.horizon}
+                                 "residual": self.residual, "history": self.history, "horizon": self.horizon,
+                                 "instance_norm": self.instance_norm}
         if self.residual == "linear":
             state["forecaster"] = self.forecaster.state_dict()  # type: ignore[union-attr]
             state["residual_scale"] = self.residual_scale.tolist()  # type: ignore[union-attr]
@@ -187,4 +204,5 @@ class SeriesEncoder(Encoder):
             horizon=state.get("horizon"),
             forecaster=forecaster,
             residual_scale=state.get("residual_scale"),
+            instance_norm=bool(state.get("instance_norm", False)),
         )

@@ -28,8 +28,12 @@ class RidgeForecaster:
         self.ridge = float(ridge)
         self.weights: np.ndarray | None = None  # [history + 1, horizon], last row is the bias
 
-    def fit(self, series: list[np.ndarray], max_windows: int = 200_000) -> RidgeForecaster:
-        """Least squares over every window of every column of the (standardized) ``series`` [T_i, F]."""
+    def fit(self, series: list[np.ndarray], max_windows: int = 200_000, instance_norm: bool = False,
+            floor: float = 0.05) -> RidgeForecaster:
+        """Least squares over every window of every column of the (standardized) ``series`` [T_i, F].
+
+        With ``instance_norm`` each window is first centred and scaled by its history's mean and
+        spread (at least ``floor``), as the encoder does before calling `predict`."""
         length = self.history + self.horizon
         inputs, targets = [], []
         for values in series:
@@ -47,6 +51,10 @@ class RidgeForecaster:
         if len(x) > max_windows:
             keep = np.random.default_rng(0).choice(len(x), max_windows, replace=False)
             x, y = x[keep], y[keep]
+        if instance_norm:
+            mean = x.mean(axis=1, keepdims=True)
+            spread = np.maximum(x.std(axis=1, keepdims=True), floor)
+            x, y = (x - mean) / spread, (y - mean) / spread
         last = x[:, -1:]
         design = np.concatenate([x - last, np.ones((len(x), 1))], axis=1)
         gram = design.T @ design + self.ridge * np.eye(design.shape[1])
