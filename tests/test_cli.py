@@ -104,3 +104,37 @@ def test_user_errors_are_messages_not_tracebacks(site, tmp_path) -> None:
     assert disabled.returncode == 2 and "no domain named 'pendulum'" in disabled.stderr
     real = run(["datasets", "make", "etth1", "--out", str(tmp_path / "e.csv")])
     assert real.returncode == 2 and "real data set" in real.stderr
+
+
+def test_demo_runs_end_to_end_and_beats_its_baselines(tmp_path) -> None:
+    """The README's demo in its quick form: data generated here, a model trained, forecasts, a plot."""
+    result = run(["demo", "--quick", "--out", str(tmp_path), "--threads", "1"])
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
+    ours = float(lines["trajdiff"][-4])  # MSE column of "trajdiff (median of samples)"
+    last_value = float(lines["last"][2])
+    assert ours < last_value
+    assert (tmp_path / "forecast.png").stat().st_size > 20_000
+    assert (tmp_path / "model" / "config.json").exists()
+
+
+def test_timeseries_through_the_cli_with_loader_options(tmp_path) -> None:
+    from trajdiff.plugins.timeseries.chaotic import write_chaotic_dataset
+
+    data = write_chaotic_dataset(tmp_path / "lorenz.csv", system="lorenz", length=200, count=2)
+    model = tmp_path / "model"
+    trained = run(["train", "--domain", "timeseries", "--data", str(data), "--out", str(model), "--steps", "20",
+                   "--history", "32", "--horizon", "32", "--load-option", "split_columns=true"])
+    assert trained.returncode == 0, trained.stderr
+    out = tmp_path / "forecast.csv"
+    forecast = run(["forecast", "--model", str(model), "--data", str(data), "--samples", "2", "--out", str(out),
+                    "--load-option", "split_columns=true"])
+    assert forecast.returncode == 0, forecast.stderr
+    table = pd.read_csv(out)
+    assert sorted(set(table["entity"])) == sorted(f"lorenz-{s}:{c}" for s in "01" for c in "xyz")
+    assert list(table.columns) == ["sample", "entity", "time", "step", "value"] and len(table) == 2 * 6 * 32
+    bad = run(["train", "--domain", "timeseries", "--data", str(data), "--out", str(model), "--load-option", "oops"])
+    assert bad.returncode == 2 and "write KEY=VALUE" in bad.stderr
+    unknown = run(["train", "--domain", "timeseries", "--data", str(data), "--out", str(model),
+                   "--load-option", "colour=blue"])
+    assert unknown.returncode == 2 and "unknown time-series loader option(s) ['colour']" in unknown.stderr

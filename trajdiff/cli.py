@@ -117,6 +117,27 @@ def datasets_make(
     typer.echo(f"wrote {path}")
 
 
+def _parse_options(values: list[str]) -> dict[str, object]:
+    """KEY=VALUE pairs for the domain's loader; values are read as JSON where they parse (true, 3, "1h")."""
+    import json
+
+    options: dict[str, object] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key:
+            typer.secho(f"error: --load-option {value!r}: write KEY=VALUE, e.g. freq=1h or split_columns=true",
+                        fg="red", err=True)
+            raise typer.Exit(code=2)
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+LOAD_OPTION_HELP = "Loader option KEY=VALUE for the domain (repeatable), e.g. freq=1h, split_columns=true."
+
+
 def _parse_costs(values: list[str]) -> dict[str, float]:
     costs = {}
     for value in values:
@@ -142,13 +163,15 @@ def train(
     stride: int = typer.Option(None, min=1, help="Step between training windows."),
     seed: int = typer.Option(0, help="Random seed."),
     resume: bool = typer.Option(False, help="Continue training the model in --out."),
+    load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
 ) -> None:
     """Train a model for a domain on a data file."""
     from trajdiff import api
 
     try:
         summary = api.train(domain, data, out, steps=steps, minutes=minutes, history=history, horizon=horizon,
-                            batch_size=batch_size, stride=stride, seed=seed, resume=resume)
+                            batch_size=batch_size, stride=stride, seed=seed, resume=resume,
+                            load_options=_parse_options(load_option))
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"trained {summary.domain} model for {summary.steps} steps in {summary.seconds:.0f} s on "
@@ -168,13 +191,14 @@ def forecast(
     plot: Path = typer.Option(None, help="Also write a plot (.png)."),
     cost: list[str] = typer.Option([], help="Guide with a cost: NAME or NAME=SCALE (repeatable)."),
     seed: int = typer.Option(0, help="Random seed."),
+    load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
 ) -> None:
     """Forecast every entity in a data file: one row per sample, entity and future step."""
     from trajdiff import api
 
     try:
         result = api.forecast(model, data, samples=samples, nfe=nfe, solver=solver, seed=seed, out=out, plot=plot,
-                              costs=_parse_costs(cost))
+                              costs=_parse_costs(cost), load_options=_parse_options(load_option))
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"forecast {len(result.samples)} entit{'y' if len(result.samples) == 1 else 'ies'} "
@@ -193,6 +217,7 @@ def evaluate(
     stride: int = typer.Option(None, min=1, help="Step between evaluation windows (default: the horizon)."),
     max_windows: int = typer.Option(None, min=1, help="Evaluate at most this many windows, evenly spread."),
     seed: int = typer.Option(0, help="Random seed."),
+    load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
 ) -> None:
     """Backtest a model on data with known futures; print the domain's metrics and write them as JSON."""
     from trajdiff import api
@@ -200,7 +225,7 @@ def evaluate(
     target = out or model / "evaluation.json"
     try:
         result = api.evaluate(model, data, samples=samples, nfe=nfe, stride=stride, max_windows=max_windows,
-                              seed=seed, out=target)
+                              seed=seed, out=target, load_options=_parse_options(load_option))
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"{result['domain']} model on {result['windows']} windows, {result['samples']} samples, "

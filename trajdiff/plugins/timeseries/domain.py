@@ -6,11 +6,13 @@ Also the data sets it knows: ETTh1 (real, obtained by the user) and chaotic flow
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 from torch import Tensor
 
 from trajdiff.core.data import Episodes
+from trajdiff.errors import ConfigError
 from trajdiff.plugins.spec import Cost, DatasetCard, Domain, Metric, ModelDefaults, Projection
 from trajdiff.plugins.timeseries.chaotic import SYSTEMS, write_chaotic_dataset
 from trajdiff.plugins.timeseries.encoder import SeriesEncoder
@@ -35,10 +37,14 @@ class TimeSeriesDomain(Domain):
     """Regularly sampled multivariate series (sensors, load, prices, chaotic flows)."""
 
     name = "timeseries"
-    summary = "multivariate time series from CSV/Parquet (one series per id), standardized per column"
+    summary = "multivariate time series from CSV/Parquet; forecasts, imputation, anomaly scores"
 
     def load(self, source: Any, **options: Any) -> Episodes:
         """Reads a CSV/Parquet file or DataFrame; options as `load_series` (time_column, freq, fill, ...)."""
+        known = [name for name in inspect.signature(load_series).parameters if name != "source"]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown time-series loader option(s) {unknown}; valid options: {known}")
         return load_series(source, **options)
 
     def make_encoder(self, **options: Any) -> SeriesEncoder:
