@@ -118,6 +118,11 @@ def sample_scores(samples: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return scores
 
 
+def _channels(x: np.ndarray, independent: bool) -> np.ndarray:
+    """[N, L, F] -> [N * F, L, 1] when each variable is its own series (channel independence)."""
+    return x.transpose(0, 2, 1).reshape(-1, x.shape[1], 1) if independent else x
+
+
 def _encode(encoder, x: np.ndarray, horizon: int) -> tuple[np.ndarray, list[dict]]:
     """Standardized windows' histories -> the model's tokens, going through user units as a file would."""
     raw = encoder.normalizer.inverse(np.concatenate([x, np.zeros((len(x), horizon, x.shape[2]))], axis=1))
@@ -153,12 +158,14 @@ def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, h
     model_dir, best_dir = workdir / f"etth1-h{horizon}", workdir / f"etth1-h{horizon}-best"
     x_val, y_val = windows(val, horizon)
     pick = np.linspace(0, len(x_val) - 1, min(len(x_val), args.val_windows)).round().astype(int)
-    x_val, y_val = x_val[pick], y_val[pick]
+    x_val, y_val = _channels(x_val[pick], args.channel_independent), _channels(y_val[pick], args.channel_independent)
+    extra = {"load_options": {"split_columns": True}, "encoder": {"instance_norm": True}} \
+        if args.channel_independent else {}
     best, history, started = (float("inf"), 0), [], time.monotonic()
     for end in range(args.round_steps, args.steps + 1, args.round_steps):
         api.train("timeseries", train_frame, model_dir, steps=end, history=CONTEXT, horizon=horizon,
                             batch_size=args.batch_size, seed=args.seed, progress=not args.quiet,
-                            resume=end > args.round_steps, network=NETWORK)
+                            resume=end > args.round_steps, network=NETWORK, **extra)
         loaded = api.load_model(model_dir)
         contexts, frames = _encode(loaded.encoder, x_val, horizon)
         val_mse = float(np.mean((np.median(_forecast(loaded, contexts, frames, 8, 10, args.seed), 0) - y_val) ** 2))
@@ -177,6 +184,7 @@ def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, h
     if args.max_windows and len(x_test) > args.max_windows:
         keep = np.linspace(0, len(x_test) - 1, args.max_windows).round().astype(int)
         x_test, y_test = x_test[keep], y_test[keep]
+    x_test, y_test = _channels(x_test, args.channel_independent), _channels(y_test, args.channel_independent)
     contexts, frames = _encode(encoder, x_test, horizon)
     rows = []
     for nfe in args.nfe:
@@ -190,8 +198,12 @@ def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, h
         median = np.median(samples, axis=0)
         rows.append({"method": "trajdiff, spread calibrated on validation", **common, "spread_factor": factor,
                      **sample_scores(median + factor * (samples - median), y_test)})
-    base = np.stack([encoder.forecaster.predict(encoder.normalizer.transform(w)[:CONTEXT])
-                     for w in encoder.normalizer.inverse(x_test)])
+    # The ridge base alone: decode each test window with a zero residual.
+    context_tokens = CONTEXT // encoder.rows_per_token
+    base_tokens = contexts.copy()
+    base_tokens[:, context_tokens:] = 0.0
+    base = np.stack([encoder.normalizer.transform(encoder.decode(base_tokens[j], frames[j]))[CONTEXT:]
+                     for j in range(len(frames))])
     ridge = {"method": "ridge base (trajdiff encoder)", "horizon": horizon, "windows": len(x_test),
              **point_scores(base, y_test), "validation_rounds": history}
     return rows, ridge
@@ -209,6 +221,9 @@ def main() -> None:
     parser.add_argument("--max-windows", type=int, default=0, help="evaluate on at most this many test windows")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--channel-independent", action="store_true",
+                        help="each variable its own series (split_columns) with instance normalization")
+    parser.add_argument("--out", type=Path, default=None, help="results file (default benchmarks/results/etth1.json)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
@@ -258,7 +273,7 @@ def main() -> None:
             for name, (mse, mae) in PUBLISHED[horizon].items():
                 rows.append({"method": name, "horizon": horizon, "mse": mse, "mae": mae})
     command = "python benchmarks/etth1.py " + " ".join(sys.argv[1:])
-    path = write_results("etth1", command.strip(), rows, results_path("etth1", args.quick))
+    path = write_results("etth1", command.strip(), rows, args.out or results_path("etth1", args.quick))
     print(
         markdown_table(
             rows,

@@ -107,17 +107,22 @@ def train(
     lr: float | None = None,
     stride: int | None = None,
     network: dict[str, Any] | None = None,
+    encoder: dict[str, Any] | None = None,
     seed: int = 0,
     progress: bool = True,
     resume: bool = False,
     load_options: dict[str, Any] | None = None,
     plugins: Plugins | None = None,
 ) -> TrainSummary:
-    """Trains a model for ``domain`` on ``data`` and writes the model directory ``out``."""
+    """Trains a model for ``domain`` on ``data`` and writes the model directory ``out``.
+
+    ``network`` replaces the domain's default network; ``encoder`` updates its encoder options."""
     registry = _plugins(plugins)
     dom = registry.domain(domain)
     defaults = _defaults(dom, history=history, horizon=horizon, steps=steps, batch_size=batch_size, lr=lr,
                          stride=stride)
+    if encoder:
+        defaults = replace(defaults, encoder={**defaults.encoder, **encoder})
     episodes = dom.load(data, **(load_options or {}))
     encoder = make_encoder(dom, defaults).fit(episodes)
     context_tokens = _tokens(encoder, defaults)
