@@ -72,18 +72,22 @@ def _tokens(encoder: Encoder, defaults: ModelDefaults) -> int:
 
 
 def encode_windows(
-    episodes: Episodes, encoder: Encoder, history: int, length: int, stride: int = 1
+    episodes: Episodes, encoder: Encoder, history: int, length: int, stride: int = 1,
+    frames: list[dict[str, Any]] | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, int]], list[str]]:
     """All windows of ``length`` rows (step ``stride``) encoded: ``[N, length, D]``, their
-    (episode, start) index, and the ids of episodes too short for one window."""
+    (episode, start) index, and the ids of episodes too short for one window. Pass a list as
+    ``frames`` to collect each window's frame (needed to decode it)."""
     encoded, index, too_short = [], [], []
     for i, sequence in enumerate(episodes.sequences):
         if len(sequence) < length:
             too_short.append(episodes.ids[i])
             continue
         for start in range(0, len(sequence) - length + 1, stride):
-            tokens, _ = encoder.encode(sequence[start:start + length], history)
+            tokens, frame = encoder.encode(sequence[start:start + length], history)
             encoded.append(tokens)
+            if frames is not None:
+                frames.append(frame)
             index.append((i, start))
     if not encoded:
         longest = max(episodes.lengths) if len(episodes) else 0
@@ -393,11 +397,12 @@ def evaluate(
     d = loaded.defaults
     samples = samples or d.samples
     episodes = loaded.domain.load(data, **(load_options or {}))
-    contexts, index, too_short = encode_windows(episodes, loaded.encoder, d.history, d.length, stride or d.horizon)
+    frames: list[dict[str, Any]] = []
+    contexts, index, too_short = encode_windows(episodes, loaded.encoder, d.history, d.length, stride or d.horizon,
+                                                frames=frames)
     if max_windows is not None and len(index) > max_windows:
         keep = np.linspace(0, len(index) - 1, max_windows).round().astype(int)
-        contexts, index = contexts[keep], [index[i] for i in keep]
-    frames = [loaded.encoder.encode(episodes.sequences[i][s:s + d.length], d.history)[1] for i, s in index]
+        contexts, index, frames = contexts[keep], [index[i] for i in keep], [frames[i] for i in keep]
     truth = np.stack([episodes.sequences[i][s + d.history:s + d.length] for i, s in index])
     masked = contexts.copy()
     masked[:, _tokens(loaded.encoder, d):] = 0.0  # the true future must not leak into the context

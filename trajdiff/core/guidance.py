@@ -126,10 +126,10 @@ class CostGradient(BaseGuide):
         self.stop_level = float(stop_level)
         self.through_model = through_model
 
-    def _cost_gradient(self, target: Tensor, x0_of: Callable[[Tensor], Tensor]) -> Tensor:
+    def _cost_gradient(self, x0: Tensor) -> Tensor:
         with torch.enable_grad():
-            leaf = target.detach().requires_grad_(True)
-            value = self.cost(x0_of(leaf))
+            leaf = x0.detach().requires_grad_(True)
+            value = self.cost(leaf)
             if value.dim() > 1:
                 raise ShapeError(f"a cost must return one value per sample [B], got shape {tuple(value.shape)}")
             (grad,) = torch.autograd.grad(value.sum(), leaf)
@@ -153,7 +153,7 @@ class CostGradient(BaseGuide):
                 prediction = denoise(x, k, cond)
                 x0 = prediction.x0
                 for _ in range(self.inner_steps):
-                    grad = self._cost_gradient(x0, lambda z: z)
+                    grad = self._cost_gradient(x0)
                     x0 = x0 - self.scale * torch.where(active, grad, torch.zeros_like(grad))
             x0 = x0.detach()
             return Prediction(x0, _eps_from_x0(x, x0, alpha, sigma, prediction.eps))
