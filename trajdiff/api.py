@@ -309,10 +309,30 @@ def forecast(
             rows.append(frame)
     table = pd.concat(rows, ignore_index=True)
     if out is not None:
-        write_table(table, out)
+        write_forecast(loaded.domain, table, out, histories, by_entity, episodes.columns)
     if plot is not None:
-        plot_forecasts(histories, by_entity, episodes.columns, plot)
+        if loaded.domain.plot_forecasts(Path(plot), histories, by_entity, episodes.columns) is None:
+            plot_forecasts(histories, by_entity, episodes.columns, plot)
     return ForecastResult(table, by_entity, histories, skipped, time.monotonic() - started)
+
+
+TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+def write_forecast(
+    domain: Domain, table: pd.DataFrame, path: str | Path, histories: dict[str, np.ndarray],
+    futures: dict[str, np.ndarray], columns: list[str],
+) -> Path:
+    """Writes forecasts as a table (.csv, .parquet) or in a format the domain writes (its ``write_forecast``)."""
+    path = Path(path)
+    if "".join(path.suffixes[-2:]).lower().endswith(TABLE_SUFFIXES):
+        return write_table(table, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = domain.write_forecast(path, histories, futures, columns)
+    if written is None:
+        raise ConfigError(f"cannot write {path}: use a .csv, .csv.gz or .parquet file name (domain {domain.name!r} "
+                          f"writes no {path.suffix or 'extension-less'} files)")
+    return written
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> Path:

@@ -155,6 +155,22 @@ class Domain(ABC):
         """Forecast metrics, by name; `evaluate` reports each."""
         return {}
 
+    def write_forecast(
+        self, path: Path, histories: dict[str, np.ndarray], futures: dict[str, np.ndarray], columns: list[str],
+    ) -> Path | None:
+        """Writes forecasts in a format of the domain's own, chosen by ``path``'s extension (a BVH file, an
+        animation ...). ``histories`` maps entity -> ``[T, F]``, ``futures`` entity -> ``[S, H, F]``, both in
+        user units. Return None for an extension the domain does not write (the caller then reports it)."""
+        return None
+
+    def plot_forecasts(
+        self, path: Path, histories: dict[str, np.ndarray], futures: dict[str, np.ndarray], columns: list[str],
+        truths: dict[str, np.ndarray] | None = None,
+    ) -> Path | None:
+        """Draws forecasts the domain's way (e.g. positions on a map); None falls back to the generic
+        per-column plot."""
+        return None
+
     def future_times(self, times: np.ndarray, count: int) -> np.ndarray:
         """Time stamps of ``count`` steps after ``times`` (default: continue the last interval)."""
         times = np.asarray(times)
