@@ -149,7 +149,8 @@ def train(
     )
     config = TrainConfig(
         steps=defaults.steps, batch_size=defaults.batch_size, lr=defaults.lr, history=context_tokens,
-        history_prob=0.75 if context_tokens else 0.0, max_minutes=minutes, seed=seed, progress=progress,
+        history_prob=0.75 if context_tokens else 0.0, noise=defaults.noise, max_minutes=minutes, seed=seed,
+        progress=progress,
         checkpoint_every=max(100, defaults.steps // 10),
     )
     torch.manual_seed(seed)
@@ -200,10 +201,14 @@ def sample_futures(
     seed: int = 0,
     costs: dict[str, float] | None = None,
     batch_limit: int = 4096,
+    frames: list[dict[str, Any]] | None = None,
+    meta: list[dict[str, Any]] | None = None,
 ) -> np.ndarray:
     """Samples futures for encoded contexts ``[N, L, D]`` (history rows observed): ``[S, N, L, D]``.
 
-    ``costs`` maps a cost name (the domain's or a plugin's) to a guidance scale.
+    ``costs`` maps a cost name (the domain's or a plugin's) to a guidance scale. A cost with a ``bind``
+    method (e.g. one coupling the agents of a batch) is bound per chunk with ``bind(frames, meta, samples)``
+    when ``frames`` (the encoder's, one per context) and optionally ``meta`` (one dict per context) are given.
     """
     defaults = loaded.defaults
     model = loaded.model
@@ -220,6 +225,7 @@ def sample_futures(
             if name not in available:
                 raise ConfigError(f"domain {loaded.domain.name!r} has no cost {name!r}; available: {sorted(available)}")
             guides.append(CostGradient(available[name], scale=scale))
+    bindable = frames is not None and any(callable(getattr(g.cost, "bind", None)) for g in guides)
     generator = torch.Generator().manual_seed(seed)
     context = torch.from_numpy(contexts).float()
     out = torch.empty(samples, n, length, dim)
@@ -228,10 +234,21 @@ def sample_futures(
     for lo in range(0, n, per_chunk):
         chunk = context[lo:lo + per_chunk].repeat_interleave(samples, dim=0)
         start = samplers.initial_state(chunk.shape, plan, model.schedule, context=chunk, generator=generator)
+        chunk_guides = [_bound(g, frames, meta, lo, lo + per_chunk, samples) for g in guides] if bindable else guides
         drawn = samplers.sample(denoise, start, plan, model.schedule, solver=solver or defaults.solver,
-                                guides=guides, generator=generator)
+                                guides=chunk_guides, generator=generator)
         out[:, lo:lo + per_chunk] = drawn.reshape(-1, samples, length, dim).transpose(0, 1)
     return out.numpy()
+
+
+def _bound(guide: CostGradient, frames: Any, meta: Any, lo: int, hi: int, samples: int) -> CostGradient:
+    """The guide with its cost bound to the frames and meta of contexts ``lo:hi`` (if the cost binds)."""
+    bind = getattr(guide.cost, "bind", None)
+    if not callable(bind):
+        return guide
+    cost = bind(frames[lo:hi], meta[lo:hi] if meta is not None else None, samples)
+    return CostGradient(cost, scale=guide.scale, inner_steps=guide.inner_steps, stop_level=guide.stop_level,
+                        through_model=guide.through_model)
 
 
 @dataclass
@@ -287,12 +304,16 @@ def forecast(
         raise DataError(f"no episode has the {d.history} rows of history the model needs; the longest has "
                         f"{max(episodes.lengths)} rows")
     drawn = sample_futures(loaded, np.stack(contexts).astype(np.float32), samples=samples, nfe=nfe, solver=solver,
-                           seed=seed, costs=costs)
+                           seed=seed, costs=costs, frames=frames, meta=[episodes.meta[i] for i in kept])
+    keep = getattr(loaded.encoder, "forecast_columns", None)  # an encoder may forecast only some columns
+    names = [episodes.columns[c] for c in keep] if keep else list(episodes.columns)
     rows = []
     by_entity: dict[str, np.ndarray] = {}
+    truths: dict[str, np.ndarray] = {}  # a domain may put the known future in meta "future" (rows after the data)
     histories: dict[str, np.ndarray] = {}
     for j, i in enumerate(kept):
         raw = loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:]  # [S, H, F]
+        raw = raw[..., keep] if keep else raw
         meta = episodes.meta[i] if episodes.meta else {}
         entity = str(meta.get("entity", episodes.ids[i]))
         times = meta.get("times")
@@ -300,8 +321,11 @@ def forecast(
                   else np.arange(len(episodes.sequences[i]), len(episodes.sequences[i]) + d.horizon))
         by_entity[entity] = raw
         histories[entity] = episodes.sequences[i][-max(d.history, 1):]
+        if meta.get("future") is not None:
+            known = np.asarray(meta["future"])[:d.horizon]
+            truths[entity] = known[..., keep] if keep else known
         for s in range(raw.shape[0]):
-            frame = pd.DataFrame(raw[s], columns=episodes.columns)
+            frame = pd.DataFrame(raw[s], columns=names)
             frame.insert(0, "step", np.arange(1, d.horizon + 1))
             frame.insert(0, "time", future)
             frame.insert(0, "entity", entity)
@@ -311,8 +335,9 @@ def forecast(
     if out is not None:
         write_forecast(loaded.domain, table, out, histories, by_entity, episodes.columns)
     if plot is not None:
-        if loaded.domain.plot_forecasts(Path(plot), histories, by_entity, episodes.columns) is None:
-            plot_forecasts(histories, by_entity, episodes.columns, plot)
+        if loaded.domain.plot_forecasts(Path(plot), histories, by_entity, names, truths=truths or None) is None:
+            full = {entity: known for entity, known in truths.items() if len(known) == d.horizon}
+            plot_forecasts(histories, by_entity, names, plot, truths=full or None)
     return ForecastResult(table, by_entity, histories, skipped, time.monotonic() - started)
 
 

@@ -100,9 +100,14 @@ def datasets_list() -> None:
 @datasets_app.command("make")
 def datasets_make(
     name: str = typer.Argument(..., help="A generated data set from `trajdiff datasets list`."),
-    out: Path = typer.Option(..., "--out", help="File to write (.csv or .parquet)."),
+    out: Path = typer.Option(None, "--out", help="File to write (.csv or .parquet); for Minari data sets the "
+                                                  "folder that holds them (default: MINARI_DATASETS_PATH)."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Environment steps to collect (Minari data sets)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing Minari data set."),
 ) -> None:
-    """Generate one of the project's own data sets and write it to a file."""
+    """Generate one of the project's own data sets: a file, or a Minari data set under MINARI_DATASETS_PATH."""
+    import inspect
+
     from trajdiff.plugins.manager import get_plugins
 
     try:
@@ -111,7 +116,18 @@ def datasets_make(
             raise_error = f"{name} is a real data set, not generated; obtain it from {card.source or card.obtain}"
             typer.secho(f"error: {raise_error}", fg=typer.colors.RED, err=True)
             raise typer.Exit(code=2)
-        path = card.make(out)
+        accepted = inspect.signature(card.make).parameters
+        options = {key: value for key, value in (("steps", steps), ("overwrite", overwrite)) if value}
+        unsupported = [f"--{key}" for key in options if key not in accepted and "kw" not in accepted]
+        if unsupported:
+            typer.secho(f"error: {name} does not take {', '.join(unsupported)}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2)
+        default_out = accepted["out"].default if "out" in accepted else inspect.Parameter.empty
+        if out is None and default_out is inspect.Parameter.empty:
+            typer.secho(f"error: {name} is written to a file: pass --out FILE (.csv or .parquet)",
+                        fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2)
+        path = card.make(out, **options) if out is not None else card.make(**options)
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"wrote {path}")
@@ -276,6 +292,71 @@ def anomalies(
     typer.echo(f"scored {len(result.table)} time steps in {result.seconds:.1f} s -> {out}; highest:")
     for _, row in top.iterrows():
         typer.echo(f"  {row['entity']}  {row['time']}  {row['score']:.3f}")
+
+
+@app.command()
+def plan(
+    model: Path = typer.Option(..., help="Model directory trained with `trajdiff train --domain rl`."),
+    env: str = typer.Option(..., help="Gymnasium environment id, e.g. PointMaze_UMaze-v3 or Pendulum-v1."),
+    episodes: int = typer.Option(20, min=1, help="Evaluation episodes (reset seeds SEED, SEED+1, ...)."),
+    seed: int = typer.Option(0, help="First reset seed."),
+    replan_every: int = typer.Option(8, min=1, help="Environment steps between replans."),
+    nfe: int = typer.Option(20, min=1, help="Denoising steps of a plan from scratch."),
+    warm_nfe: int = typer.Option(4, min=1, help="Denoising steps of a warm-started replan."),
+    warm_level: float = typer.Option(0.8, min=0.01, max=1.0, help="Noise level a warm start re-noises to."),
+    no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Plan every time from pure noise."),
+    candidates: int = typer.Option(4, min=1, help="Plans sampled per decision; the one reaching the goal first wins."),
+    controller: str = typer.Option("auto", help="auto, states (track planned positions) or actions (execute them)."),
+    render: Path = typer.Option(None, help="Draw the first episode: .gif (frames) or .png (path and last plan)."),
+    out: Path = typer.Option(None, help="Results JSON (default: MODEL/plan-ENV.json)."),
+) -> None:
+    """Plan closed-loop in a gymnasium environment; print returns, normalized scores, success and timing."""
+    from trajdiff.plugins.rl.planner import PlannerConfig
+    from trajdiff.plugins.rl.rollout import run_planner
+
+    target = out or model / f"plan-{env}.json"
+    try:
+        config = PlannerConfig(nfe=nfe, warm_nfe=warm_nfe, warm_level=warm_level, warm_start=not no_warm_start,
+                               replan_every=replan_every, candidates=candidates, controller=controller, seed=seed)
+        result = run_planner(model, env, episodes=episodes, seed=seed, config=config, render=render, out=target,
+                             progress=True)
+    except TrajdiffError as error:
+        _fail(error)
+    typer.echo(f"{env}: return {result['return_mean']:.1f} +- {result['return_se']:.1f} over {episodes} episodes")
+    if result["score_mean"] is not None:
+        typer.echo(f"normalized score {result['score_mean']:.1f} +- {result['score_se']:.1f} "
+                   f"(expert 100, random 0; data set {result['dataset']})")
+    if result["success_rate"] is not None:
+        typer.echo(f"success rate {result['success_rate']:.2f}")
+    typer.echo(f"{result['ms_per_decision']:.1f} ms per decision ({result['controller']} controller) -> {target}")
+
+
+@app.command()
+def sample(
+    model: Path = typer.Option(..., help="Model directory (for motion: trained with its rolling/label recipe)."),
+    seconds: float = typer.Option(10.0, min=0.1, help="Length of each generated sequence in seconds."),
+    out: Path = typer.Option(..., help="Output file in a format the domain writes (motion: .bvh, .csv, .gif, .png)."),
+    domain: str = typer.Option(None, help="Check that the model was trained for this domain."),
+    label: str = typer.Option(None, help="Condition on a label the model knows (motion: walk, run, dance, ...)."),
+    guidance: float = typer.Option(2.0, help="Classifier-free guidance scale (1 = plain conditional model)."),
+    samples: int = typer.Option(1, min=1, help="Sequences to generate."),
+    data: Path = typer.Option(None, help="Seed the generation with the start of a clip in this data."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Generate sequences of any length through the rolling plan (for domains that support it, e.g. motion)."""
+    from trajdiff import api
+    from trajdiff.errors import ConfigError
+
+    try:
+        loaded = api.load_model(model, domain=domain)
+        synthesize = getattr(loaded.domain, "synthesize", None)
+        if synthesize is None:
+            raise ConfigError(f"domain {loaded.domain.name!r} does not support `trajdiff sample`; use forecast")
+        result = synthesize(loaded, seconds=seconds, label=label, samples=samples, guidance=guidance, seed=seed,
+                            data=data, out=out)
+    except TrajdiffError as error:
+        _fail(error)
+    typer.echo(f"generated {samples} sequence(s) of {seconds:g} s ({result.shape[1]} frames) -> {out}")
 
 
 def main() -> None:

@@ -57,6 +57,9 @@ class ModelDefaults:
     nfe: int = 20
     samples: int = 20
     encoder: dict[str, Any] = field(default_factory=dict)
+    noise: str = "independent"
+    """Training noise levels per token: "independent" (Diffusion Forcing: any plan works) or "shared"
+    (one level per window, which suits full-sequence sampling such as planning)."""
 
     @property
     def length(self) -> int:

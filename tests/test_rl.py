@@ -1,0 +1,256 @@
+"""The rl domain: PointMaze geometry and expert, Minari data sets written to disk, encoding, planning, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trajdiff import api
+from trajdiff.errors import ConfigError, DataError
+from trajdiff.plugins.rl.collect import make_pendulum, make_pointmaze, pendulum_expert
+from trajdiff.plugins.rl.encoder import StateActionEncoder
+from trajdiff.plugins.rl.envs import make_env
+from trajdiff.plugins.rl.loader import load_minari
+from trajdiff.plugins.rl.mazes import ENV_IDS, EVAL_MAPS, MazeGrid, WaypointController
+from trajdiff.plugins.rl.planner import PlannerConfig
+from trajdiff.plugins.rl.rollout import normalized_score, run_planner
+
+
+@pytest.fixture
+def minari_root(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "minari"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def umaze_small(tmp_path_factory) -> tuple[Path, str]:
+    """3,000 noisy-expert steps of PointMaze UMaze written as a real Minari data set."""
+    import os
+
+    root = tmp_path_factory.mktemp("minari-umaze")
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    dataset_id = make_pointmaze("umaze", 3000, root=root, episodes_for_scores=5, progress=False)
+    if previous is None:
+        os.environ.pop("MINARI_DATASETS_PATH")
+    else:
+        os.environ["MINARI_DATASETS_PATH"] = previous
+    return root, dataset_id
+
+
+# --------------------------------------------------------------------------------- maze and expert
+
+
+@pytest.mark.parametrize("maze", sorted(ENV_IDS))
+def test_grid_matches_gymnasium_robotics_cells(maze: str) -> None:
+    env = make_env(ENV_IDS[maze])
+    real = env.unwrapped.maze
+    grid = MazeGrid.from_map(real.maze_map, real.maze_size_scaling)
+    for cell in grid.free_cells():
+        np.testing.assert_allclose(grid.cell_to_xy(cell), real.cell_rowcol_to_xy(np.array(cell)))
+        inside = grid.cell_to_xy(cell) + 0.3
+        assert grid.xy_to_cell(inside) == tuple(real.cell_xy_to_rowcol(inside))
+    env.close()
+
+
+def test_shortest_path_goes_around_the_umaze_wall() -> None:
+    grid = MazeGrid.from_map(EVAL_MAPS["umaze"])
+    path = grid.shortest_path((3, 1), (1, 1))
+    assert path == [(3, 1), (3, 2), (3, 3), (2, 3), (1, 3), (1, 2), (1, 1)]
+    assert all(not grid.walls[c] for c in path)
+
+
+def test_expert_reaches_the_fixed_goal_in_the_evaluation_maze() -> None:
+    env = make_env(ENV_IDS["medium"], maze_map=EVAL_MAPS["medium"], continuing_task=True, reset_target=False)
+    expert = WaypointController(MazeGrid.from_map(EVAL_MAPS["medium"]))
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        reached = False
+        for _ in range(env.spec.max_episode_steps):
+            obs, reward, _, truncated, info = env.step(expert(obs))
+            reached = reached or info["success"]
+            if truncated:
+                break
+        assert reached
+    env.close()
+
+
+# ------------------------------------------------------------------------------------ data sets
+
+
+def test_pointmaze_dataset_follows_the_d4rl_recipe(umaze_small, monkeypatch) -> None:
+    root, dataset_id = umaze_small
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    import minari
+
+    dataset = minari.load_dataset(dataset_id)
+    assert dataset.total_steps == 3000 and dataset.spec.env_spec.id == "PointMaze_UMaze-v3"
+    meta = dataset.storage.metadata
+    assert meta["ref_max_score"] > meta["ref_min_score"]  # expert vs random on the fixed-goal maze
+    assert '"g"' in meta["eval_env_spec"] and '"reset_target": false' in meta["eval_env_spec"]
+    episodes = list(dataset.iterate_episodes())
+    for episode in episodes[:-1]:  # every episode but the last ends where its goal was reached
+        final = episode.observations["achieved_goal"][-1]
+        goal = episode.observations["desired_goal"][-2]
+        assert np.linalg.norm(final - goal) <= 0.45 and episode.truncations[-1]
+    actions = np.concatenate([e.actions for e in episodes])
+    assert np.abs(actions).max() <= 1.0 and (np.abs(actions) == 1.0).mean() > 0.05  # noisy, clipped
+    streams = load_minari(dataset_id)
+    assert len(streams) == 1 and streams.lengths == [3000]  # goal-resetting runs continue one another
+    apart = load_minari(dataset_id, join=False)
+    assert len(apart) == len(episodes) and sum(apart.lengths) == 3000
+    assert streams.columns[-2:] == ["action[0]", "action[1]"] and "observation[3]" in streams.columns
+    np.testing.assert_allclose(streams.sequences[0][:, -2:], actions)
+
+
+def test_missing_dataset_says_how_to_make_it(minari_root) -> None:
+    with pytest.raises(DataError, match=r"not on disk .*trajdiff datasets make pointmaze-large"):
+        load_minari("trajdiff/pointmaze-large/noisy-expert-v0")
+    with pytest.raises(DataError, match=r"minari download D4RL/pointmaze/umaze-v2"):
+        load_minari("D4RL/pointmaze/umaze-v2")
+    with pytest.raises(ConfigError, match="join must be"):
+        load_minari("x", join="sometimes")
+
+
+def test_existing_dataset_needs_overwrite(minari_root) -> None:
+    make_pendulum(2, root=minari_root, episodes_for_scores=2, progress=False)
+    with pytest.raises(ConfigError, match="already exists.*--overwrite"):
+        make_pendulum(2, root=minari_root, episodes_for_scores=2, progress=False)
+    assert make_pendulum(3, root=minari_root, overwrite=True, episodes_for_scores=2, progress=False)
+    assert len(load_minari("trajdiff/pendulum/noisy-expert-v0")) == 3
+
+
+def test_unknown_environment_id_suggests_close_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown environment id 'PointMaze_Umaze-v3'.*PointMaze_UMaze-v3"):
+        make_env("PointMaze_Umaze-v3")
+
+
+def test_pendulum_expert_balances_better_than_random() -> None:
+    env = make_env("Pendulum-v1")
+    totals = {}
+    for name, policy in {"expert": pendulum_expert, "random": lambda obs: env.action_space.sample()}.items():
+        env.action_space.seed(0)
+        total = 0.0
+        for seed in range(3):
+            obs, _ = env.reset(seed=seed)
+            for _ in range(200):
+                obs, reward, _, _, _ = env.step(policy(obs))
+                total += reward
+        totals[name] = total / 3
+    assert totals["expert"] > -400 > totals["random"]
+
+
+# -------------------------------------------------------------------------------------- encoding
+
+
+def test_encoder_keeps_every_skip_th_row_and_interpolates_back(umaze_small, monkeypatch) -> None:
+    root, dataset_id = umaze_small
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    episodes = load_minari(dataset_id)
+    encoder = StateActionEncoder(skip=4).fit(episodes)
+    assert encoder.dim == 6 and encoder.source["dataset_id"] == dataset_id
+    window = episodes.sequences[0][100:132]
+    tokens, frame = encoder.encode(window, 4)
+    assert tokens.shape == (8, 6)
+    back = encoder.decode(tokens, frame)
+    kept = encoder.kept
+    states = [episodes.columns.index(f"observation[{i}]") for i in range(4)]
+    actions = [episodes.columns.index("action[0]"), episodes.columns.index("action[1]")]
+    np.testing.assert_allclose(back[::4][:, states], window[::4][:, states], atol=1e-4)
+    np.testing.assert_allclose(back[2, states], (window[0, states] + window[4, states]) / 2, atol=1e-4)
+    # actions lag one step inside tokens (a_{t-1} rides with s_t): a_3, a_7, ... come back exactly
+    np.testing.assert_allclose(back[3:-1:4][:, actions], window[3:-1:4][:, actions], atol=1e-4)
+    dense = StateActionEncoder(skip=1).fit(episodes)
+    tokens1, frame1 = dense.encode(window, 1)
+    np.testing.assert_allclose(tokens1[1:, -2:], dense.normalizer.transform(window[:, kept])[:-1, -2:], atol=1e-5)
+    np.testing.assert_allclose(tokens1[0, -2:], 0.0, atol=1e-6)  # the present's previous action: the mean
+    np.testing.assert_allclose(dense.decode(tokens1, frame1)[:-1][:, kept], window[:-1][:, kept], atol=1e-4)
+    goal = [episodes.columns.index("desired_goal[0]"), episodes.columns.index("desired_goal[1]")]
+    np.testing.assert_allclose(back[:, goal], np.repeat(window[:1, goal], 32, axis=0))
+    again = StateActionEncoder.from_state(json.loads(json.dumps(encoder.state_dict())))
+    np.testing.assert_allclose(again.encode(window, 4)[0], tokens)
+    with pytest.raises(ConfigError, match="skip must be a positive integer"):
+        StateActionEncoder(skip=0)
+
+
+def test_normalized_score_is_the_d4rl_formula() -> None:
+    source = {"ref_min_score": 10.0, "ref_max_score": 210.0}
+    assert normalized_score(210.0, source) == 100.0 and normalized_score(10.0, source) == 0.0
+    assert normalized_score(110.0, source) == 50.0 and normalized_score(5.0, {}) is None
+
+
+# -------------------------------------------------------------------------------------- planning
+
+
+@pytest.fixture(scope="module")
+def pendulum_model(tmp_path_factory) -> tuple[Path, Path]:
+    """A small planner trained on 60 noisy-expert pendulum episodes (every step a token)."""
+    import os
+
+    root = tmp_path_factory.mktemp("minari-pendulum")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        make_pendulum(60, root=root, episodes_for_scores=3, progress=False)
+        model = tmp_path_factory.mktemp("pendulum-model")
+        torch.manual_seed(0)
+        api.train("rl", "trajdiff/pendulum/noisy-expert-v0", model, steps=500, history=1, horizon=15,
+                  encoder={"skip": 1}, lr=1e-3, progress=False,
+                  network={"kind": "transformer", "dim": 4, "width": 64, "depth": 2, "heads": 4})
+    finally:
+        os.environ.pop("MINARI_DATASETS_PATH", None)
+    return root, model
+
+
+def test_planner_executing_planned_actions_beats_random_on_pendulum(pendulum_model) -> None:
+    _, model = pendulum_model
+    config = PlannerConfig(nfe=8, warm_nfe=3, replan_every=1, candidates=1)
+    result = run_planner(model, "Pendulum-v1", episodes=3, seed=100, config=config)
+    assert result["evaluation_env"] and result["controller"] == "actions" and result["success_rate"] is None
+    reference = result["reference"]
+    assert reference["min"] < -900 and reference["max"] > -300
+    # the data set's random policy scores 0 and its expert 100: the diffusion planner is well above random
+    assert result["score_mean"] > 30, result["returns"]
+    assert result["ms_per_plan_warm"] < result["ms_per_plan_cold"]
+
+
+def test_planning_errors(pendulum_model, tmp_path) -> None:
+    _, model = pendulum_model
+    with pytest.raises(DataError, match=r"observation/action spaces give columns .* trained on"):
+        run_planner(model, "PointMaze_UMaze-v3", episodes=1)
+    with pytest.raises(ConfigError, match="unknown environment id"):
+        run_planner(model, "NoSuchEnv-v0", episodes=1)
+    with pytest.raises(ConfigError, match="controller must be"):
+        PlannerConfig(controller="magic")
+    with pytest.raises(ConfigError, match="needs positional observations"):
+        run_planner(model, "Pendulum-v1", episodes=1, config=PlannerConfig(controller="states"), max_steps=2)
+    with pytest.raises(ConfigError, match="use a .gif or .png"):
+        run_planner(model, "Pendulum-v1", episodes=1, render=tmp_path / "x.mp4")
+
+
+def test_model_of_another_domain_is_refused(tmp_path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=64, freq="h"), "a": np.sin(np.arange(64.0))})
+    api.train("timeseries", frame, tmp_path / "ts", steps=2, history=16, horizon=16, progress=False,
+              encoder={"patch": 1}, network={"kind": "unet", "dim": 1, "width": 8, "mults": [1], "emb_dim": 8})
+    with pytest.raises(ConfigError, match=r"trained for domain 'timeseries', not 'rl'"):
+        run_planner(tmp_path / "ts", "Pendulum-v1", episodes=1)
+
+
+def test_maze_planner_runs_closed_loop_with_warm_starts(umaze_small, tmp_path, monkeypatch) -> None:
+    root, dataset_id = umaze_small
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    model = tmp_path / "maze"
+    api.train("rl", dataset_id, model, steps=30, progress=False,
+              network={"kind": "unet", "dim": 6, "width": 16, "mults": [1, 2], "emb_dim": 16})
+    result = run_planner(model, "PointMaze_UMaze-v3", episodes=1, max_steps=40, render=tmp_path / "path.png",
+                         config=PlannerConfig(nfe=4, warm_nfe=2, replan_every=8, candidates=2))
+    assert result["controller"] == "states" and result["steps"] == [40]
+    assert result["ms_per_plan_cold"] is not None and result["ms_per_plan_warm"] is not None
+    assert (tmp_path / "path.png").stat().st_size > 1000
+    with pytest.raises(ConfigError, match="multiple of the model's 4 steps per token"):
+        run_planner(model, "PointMaze_UMaze-v3", episodes=1, config=PlannerConfig(replan_every=6))

@@ -1,0 +1,251 @@
+"""Diffuser-style closed-loop planning: inpaint the present (and the goal), sample, track, replan.
+
+Every ``replan_every`` environment steps the planner samples ``candidates`` plans with the current
+state held clean in the first token and, in goal-reaching tasks, the goal position held in the
+last token (inpainting; Janner et al., 2022). It keeps the plan that reaches the goal first. A replan
+is warm-started from the previous plan shifted by the steps taken, re-noised to ``warm_level`` and
+denoised in ``warm_nfe`` steps instead of ``nfe``.
+
+Two ways to act on a plan: ``"actions"`` executes the planned actions; ``"states"`` tracks the
+planned positions with a PD controller (and heads straight for the goal once the plan has reached
+it), which needs positional observations (``achieved_goal`` mirrored in the observation). With
+``"auto"`` the planner tracks states where it can and executes actions elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from trajdiff.core import plans, samplers
+from trajdiff.core.guidance import Inpaint
+from trajdiff.errors import ConfigError, DataError
+from trajdiff.plugins.rl.encoder import StateActionEncoder
+from trajdiff.plugins.rl.loader import _flatten, _space_columns
+
+
+@dataclass
+class PlannerConfig:
+    """How the planner samples and acts; the defaults are the ones the maze benchmark uses."""
+
+    nfe: int = 20
+    warm_nfe: int = 4
+    warm_level: float = 0.8
+    warm_start: bool = True
+    replan_every: int = 8
+    candidates: int = 4
+    controller: str = "auto"
+    kp: float = 10.0
+    kd: float = 1.0
+    lookahead: int = 2
+    goal_radius: float = 0.45
+    solver: str = "ddim"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.controller not in ("auto", "states", "actions"):
+            raise ConfigError(f"controller must be 'auto', 'states' or 'actions', got {self.controller!r}")
+        for name in ("nfe", "warm_nfe", "replan_every", "candidates"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.warm_level <= 1.0:
+            raise ConfigError(f"warm_level must be in (0, 1], got {self.warm_level}")
+
+
+@dataclass
+class PlannerStats:
+    """Wall-clock seconds of every decision (one per environment step) and of every (re)plan."""
+
+    decisions: list[float] = field(default_factory=list)
+    plans: list[float] = field(default_factory=list)
+    warm_plans: list[float] = field(default_factory=list)
+
+
+class Planner:
+    """Acts in an environment from a trained ``rl`` model (see `trajdiff.api.load_model`)."""
+
+    def __init__(self, loaded: Any, observation_space: Any, action_space: Any,
+                 config: PlannerConfig | None = None) -> None:
+        self.loaded = loaded
+        self.config = config or PlannerConfig()
+        self.encoder: StateActionEncoder = loaded.encoder
+        self.model = loaded.model
+        self.denoise = self.model.denoiser(ema=True)
+        self.observation_space, self.action_space = observation_space, action_space
+        env_columns = _space_columns(observation_space, "observation") + _space_columns(action_space, "action")
+        if env_columns != self.encoder.columns:
+            raise DataError(f"the environment's observation/action spaces give columns {env_columns}, but the model "
+                            f"was trained on {self.encoder.columns}; plan in the environment the data set came from")
+        defaults = loaded.defaults
+        self.rows = defaults.length
+        self.skip = self.encoder.skip
+        if self.config.replan_every % self.skip:
+            raise ConfigError(f"replan_every ({self.config.replan_every}) must be a multiple of the model's "
+                              f"{self.skip} steps per token")
+        self.tokens = self.rows // self.skip
+        names = self.encoder.columns
+        self.obs_cols = [i for i, c in enumerate(names) if not c.startswith("action")]
+        self.action_cols = [i for i, c in enumerate(names) if c.startswith("action")]
+        self.goal_cols = [i for i, c in enumerate(names) if c.startswith("desired_goal")]
+        self.achieved_cols = [i for i, c in enumerate(names) if c.startswith("achieved_goal")]
+        self.position_cols: list[int] = []
+        self.velocity_cols: list[int] = []
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.stats = PlannerStats()
+        self.reset()
+
+    # ------------------------------------------------------------------------------ state
+
+    def reset(self) -> None:
+        """Forgets the current plan (call at the start of each episode)."""
+        self.plan_tokens: np.ndarray | None = None
+        self.plan_rows: np.ndarray | None = None
+        self.since_plan = 0
+        self.arrival: int | None = None
+
+    @property
+    def goal_task(self) -> bool:
+        return bool(self.goal_cols) and bool(self.position_cols)
+
+    def _row(self, obs: Any) -> np.ndarray:
+        values = _flatten(_batched(obs), self.observation_space)[0]
+        row = np.zeros(len(self.encoder.columns))
+        row[self.obs_cols] = values
+        if not self.position_cols and self.achieved_cols:
+            self._find_positions(row)
+        return row
+
+    def _find_positions(self, row: np.ndarray) -> None:
+        """Observation columns that mirror ``achieved_goal`` (the agent's position), found by value."""
+        names = self.encoder.columns
+        candidates = [i for i, c in enumerate(names) if c.startswith("observation")]
+        found = []
+        for a in self.achieved_cols:
+            match = [i for i in candidates if np.isclose(row[i], row[a]) and i not in found]
+            if not match:
+                return
+            found.append(match[0])
+        self.position_cols = found
+        # velocity: the observation columns right after the positions, when there are as many
+        after = [i for i in candidates if i not in found][: len(found)]
+        self.velocity_cols = after if len(after) == len(found) else []
+
+    @property
+    def controller(self) -> str:
+        if self.config.controller == "auto":
+            return "states" if self.goal_task else "actions"
+        if self.config.controller == "states" and not self.position_cols:
+            raise ConfigError("controller='states' needs positional observations (achieved_goal mirrored in the "
+                              "observation); use controller='actions' for this environment")
+        return self.config.controller
+
+    # ------------------------------------------------------------------------------ planning
+
+    def _conditioning(self, row: np.ndarray) -> tuple[torch.Tensor, list[Inpaint]]:
+        """The present as a clean first token (as in training) and, in goal tasks, the goal position
+        inpainted into the last token."""
+        window = np.repeat(row[None], self.rows, axis=0)
+        tokens, _ = self.encoder.encode(window, self.skip)
+        present = torch.from_numpy(tokens).float()
+        if not self.goal_task:
+            return present, []
+        goal_window = window.copy()
+        goal_window[:, self.position_cols] = row[self.goal_cols]
+        goal_tokens, _ = self.encoder.encode(goal_window, self.skip)
+        mask = np.zeros((self.tokens, self.encoder.dim), dtype=bool)
+        mask[-1, [self.encoder.kept.index(i) for i in self.position_cols]] = True
+        return present, [Inpaint(torch.from_numpy(mask), torch.from_numpy(goal_tokens).float())]
+
+    def plan(self, obs: Any) -> np.ndarray:
+        """Samples plans from the current observation and keeps the best; returns its rows ``[T, F]``."""
+        started = time.perf_counter()
+        row = self._row(obs)
+        cfg = self.config
+        present, guides = self._conditioning(row)
+        shape = (cfg.candidates, self.tokens, self.encoder.dim)
+        warm = cfg.warm_start and self.plan_tokens is not None
+        if warm:
+            shift = self.since_plan // self.skip
+            previous = self.plan_tokens[shift:]  # type: ignore[index]
+            pad = np.repeat(previous[-1:], self.tokens - len(previous), axis=0)
+            start = torch.from_numpy(np.concatenate([previous, pad])).float()
+            level_plan = plans.full_sequence(self.tokens, cfg.warm_nfe, start=cfg.warm_level)
+        else:
+            start = present.clone()
+            level_plan = plans.full_sequence(self.tokens, cfg.nfe)
+        start[0] = present[0]
+        level_plan = plans.with_context(level_plan, slice(0, 1))
+        x = samplers.initial_state(shape, level_plan, self.model.schedule, context=start[None].expand(*shape),
+                                   generator=self.generator)
+        drawn = samplers.sample(self.denoise, x, level_plan, self.model.schedule, solver=cfg.solver,
+                                guides=guides, generator=self.generator).numpy()
+        rows = self.encoder.decode(drawn, {"rows": self.rows, "first": row})  # [C, T, F]
+        best = self._choose(rows)
+        self.plan_tokens, self.plan_rows = drawn[best], rows[best]
+        self.arrival = self._arrival(rows[best])
+        self.since_plan = 0
+        (self.stats.warm_plans if warm else self.stats.plans).append(time.perf_counter() - started)
+        return rows[best]
+
+    def _arrival(self, rows: np.ndarray) -> int | None:
+        if not self.goal_task:
+            return None
+        distance = np.linalg.norm(rows[:, self.position_cols] - rows[0, self.goal_cols], axis=1)
+        hits = np.nonzero(distance <= self.config.goal_radius)[0]
+        return int(hits[0]) if len(hits) else None
+
+    def _choose(self, rows: np.ndarray) -> int:
+        """The candidate that reaches the goal first (ties: the shortest path); the first one otherwise."""
+        if not self.goal_task or len(rows) == 1:
+            return 0
+        scores = []
+        for candidate in rows:
+            arrival = self._arrival(candidate)
+            steps = np.diff(candidate[:, self.position_cols], axis=0)
+            length = float(np.linalg.norm(steps, axis=1).sum())
+            scores.append((arrival if arrival is not None else len(candidate), length))
+        return int(min(range(len(rows)), key=scores.__getitem__))
+
+    # ------------------------------------------------------------------------------ acting
+
+    def act(self, obs: Any) -> np.ndarray:
+        """The action for this step (replanning when due); records the decision time."""
+        started = time.perf_counter()
+        if self.plan_rows is None or self.since_plan >= self.config.replan_every:
+            self.plan(obs)
+        row = self._row(obs)
+        assert self.plan_rows is not None
+        i = self.since_plan
+        if self.controller == "actions":
+            action = self.plan_rows[min(i, len(self.plan_rows) - 1), self.action_cols]
+        else:
+            action = self._track(row, i)
+        self.since_plan += 1
+        low, high = self.action_space.low, self.action_space.high
+        action = np.clip(action, low, high).astype(self.action_space.dtype)
+        self.stats.decisions.append(time.perf_counter() - started)
+        return action
+
+    def _track(self, row: np.ndarray, i: int) -> np.ndarray:
+        assert self.plan_rows is not None
+        pos, goal = row[self.position_cols], row[self.goal_cols]
+        vel = row[self.velocity_cols] if self.velocity_cols else np.zeros_like(pos)
+        end = self.arrival if self.arrival is not None else len(self.plan_rows) - 1
+        if np.linalg.norm(goal - pos) <= self.config.goal_radius or i + self.config.lookahead >= end \
+                and self.arrival is not None:
+            target, target_vel = goal, np.zeros_like(pos)
+        else:
+            j = min(i + self.config.lookahead, end)
+            target = self.plan_rows[j, self.position_cols]
+            target_vel = self.plan_rows[j, self.velocity_cols] if self.velocity_cols else np.zeros_like(pos)
+        return self.config.kp * (target - pos) + self.config.kd * (target_vel - vel)
+
+
+def _batched(obs: Any) -> Any:
+    if isinstance(obs, dict):
+        return {key: np.asarray(value)[None] for key, value in obs.items()}
+    return np.asarray(obs)[None]
