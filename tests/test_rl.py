@@ -254,3 +254,41 @@ def test_maze_planner_runs_closed_loop_with_warm_starts(umaze_small, tmp_path, m
     assert (tmp_path / "path.png").stat().st_size > 1000
     with pytest.raises(ConfigError, match="multiple of the model's 4 steps per token"):
         run_planner(model, "PointMaze_UMaze-v3", episodes=1, config=PlannerConfig(replan_every=6))
+
+
+# ------------------------------------------------------------------------------------- command line
+
+
+def test_command_line_makes_data_trains_and_plans(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    trajdiff = str(Path(sys.executable).with_name("trajdiff"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MINARI_DATASETS_PATH=str(tmp_path / "minari"))
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([trajdiff, *args], capture_output=True, text=True, env=env, timeout=600)
+
+    made = run("datasets", "make", "gym-pendulum", "--steps", "2000")
+    assert made.returncode == 0, made.stderr
+    assert "trajdiff/pendulum/noisy-expert-v0" in made.stdout
+    again = run("datasets", "make", "gym-pendulum", "--steps", "2000")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    model = tmp_path / "model"
+    trained = run("train", "--domain", "rl", "--data", "trajdiff/pendulum/noisy-expert-v0", "--out", str(model),
+                  "--steps", "20")
+    assert trained.returncode == 0, trained.stderr
+    planned = run("plan", "--model", str(model), "--env", "Pendulum-v1", "--episodes", "1", "--nfe", "4",
+                  "--warm-nfe", "2", "--out", str(tmp_path / "plan.json"))
+    assert planned.returncode == 0, planned.stderr
+    assert "normalized score" in planned.stdout and "ms per decision (actions controller)" in planned.stdout
+    result = json.loads((tmp_path / "plan.json").read_text())
+    assert result["episodes"] == 1 and len(result["returns"]) == 1 and result["steps"] == [200]
+    unknown = run("plan", "--model", str(model), "--env", "Pendulum-v9", "--episodes", "1")
+    assert unknown.returncode == 2 and "unknown environment id 'Pendulum-v9'" in unknown.stderr
+    missing = run("train", "--domain", "rl", "--data", "trajdiff/pointmaze-umaze/noisy-expert-v0", "--out",
+                  str(tmp_path / "m2"), "--steps", "1")
+    assert missing.returncode == 2 and "trajdiff datasets make pointmaze-umaze" in missing.stderr
+    needs_out = run("datasets", "make", "lorenz")
+    assert needs_out.returncode == 2 and "pass --out FILE" in needs_out.stderr

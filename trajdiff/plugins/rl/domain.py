@@ -34,7 +34,7 @@ class RLDomain(Domain):
         # clean first token and the inpainted goal better than the U-Net did in our runs.
         return ModelDefaults(
             history=4, horizon=124,
-            network={"kind": "transformer", "dim": None, "width": 128, "depth": 4, "heads": 4},
+            network={"kind": "transformer", "dim": None, "width": 64, "depth": 3, "heads": 4},
             schedule="cosine", parametrization="v", steps=20000, batch_size=64, lr=5e-4, stride=4,
             solver="ddim", nfe=20, samples=1, encoder={"skip": 4}, noise="shared",
         )

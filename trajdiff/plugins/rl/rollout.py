@@ -132,7 +132,7 @@ def run_planner(
         "seconds": time.monotonic() - started,
     }
     if render is not None:
-        _render(Path(render), frames, paths[0] if paths else None, planner)
+        _render(Path(render), frames, paths[0] if paths else None, planner, getattr(env.unwrapped, "maze", None))
         result["render"] = str(render)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -140,8 +140,9 @@ def run_planner(
     return result
 
 
-def _render(path: Path, frames: list[Any], trace: np.ndarray | None, planner: Planner) -> None:
-    """A GIF of the first episode's frames, or a PNG of its path (and last plan) in the plane."""
+def _render(path: Path, frames: list[Any], trace: np.ndarray | None, planner: Planner, maze: Any = None) -> None:
+    """A GIF of the first episode's frames, or a PNG of its path (and last plan) in the plane, over the
+    maze's walls when the environment has a maze."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".gif":
         import imageio.v2 as imageio
@@ -159,6 +160,18 @@ def _render(path: Path, frames: list[Any], trace: np.ndarray | None, planner: Pl
     import matplotlib.pyplot as plt
 
     figure, ax = plt.subplots(figsize=(5, 5))
+    if maze is not None:
+        scale = float(maze.maze_size_scaling)
+        for r, row in enumerate(maze.maze_map):
+            for c, cell in enumerate(row):
+                if cell == 1:
+                    x, y = maze.cell_rowcol_to_xy(np.array([r, c]))
+                    ax.add_patch(plt.Rectangle((x - scale / 2, y - scale / 2), scale, scale, color="0.8"))
+        goal = planner.plan_rows[0, planner.goal_cols] if planner.plan_rows is not None and planner.goal_cols else None
+        if goal is not None:
+            ax.plot(goal[0], goal[1], marker="*", color="tab:red", markersize=14, label="goal")
+        ax.set_xlim(-maze.x_map_center, maze.x_map_center)
+        ax.set_ylim(-maze.y_map_center, maze.y_map_center)
     if trace is not None and len(trace) and trace.shape[1] >= 2:
         ax.plot(trace[:, 0], trace[:, 1], color="black", lw=1.2, label="agent")
         if planner.plan_rows is not None:

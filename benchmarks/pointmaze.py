@@ -1,0 +1,133 @@
+"""Closed-loop planning in PointMaze umaze / medium / large from locally generated D4RL-style data.
+
+For each maze: the Minari data set (`trajdiff datasets make pointmaze-<maze>`, 1,000,000 noisy-expert
+steps unless --steps) is made if absent, a planner is trained through `api.train` for a CPU-time budget,
+and it plans closed-loop in the data set's evaluation environment (fixed goal, random start cell,
+continuing task, 300 / 600 / 800 steps) for --episodes episodes with reset seeds 0, 1, ...
+Scores are Minari-normalized: 100 x (return - random) / (expert - random) with the reference scores
+Minari computed for the data set from the waypoint expert and a random policy (100 episodes each).
+The same episodes are also run with warm starts off, to time decisions both ways.
+
+    .venv/bin/python benchmarks/pointmaze.py --mazes umaze --minutes 20
+    .venv/bin/python benchmarks/pointmaze.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import markdown_table, results_path, write_results  # noqa: E402
+
+from trajdiff import api  # noqa: E402
+from trajdiff.plugins.rl.collect import make_pointmaze, pointmaze_dataset_id  # noqa: E402
+from trajdiff.plugins.rl.planner import PlannerConfig  # noqa: E402
+from trajdiff.plugins.rl.rollout import run_planner  # noqa: E402
+
+HORIZONS = {"umaze": 128, "medium": 256, "large": 384}  # plan length in steps, as Diffuser's maze2d configs
+ENV_IDS = {"umaze": "PointMaze_UMaze-v3", "medium": "PointMaze_Medium-v3", "large": "PointMaze_Large-v3"}
+DIFFUSER = {"umaze": 113.9, "medium": 121.5, "large": 123.0}  # Janner et al. (2022), D4RL maze2d-v1
+
+
+def ensure_dataset(maze: str, steps: int, root: Path) -> str:
+    import minari
+
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    dataset_id = pointmaze_dataset_id(maze)
+    if dataset_id in minari.list_local_datasets():
+        dataset = minari.load_dataset(dataset_id)
+        if dataset.total_steps == steps:
+            return dataset_id
+    return make_pointmaze(maze, steps, root=root, overwrite=True, progress=False)
+
+
+def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
+    started = time.monotonic()
+    dataset_id = ensure_dataset(maze, args.steps, root)
+    collect_s = time.monotonic() - started
+    model_dir = Path(args.models) / maze
+    cpu0 = time.process_time()
+    horizon = HORIZONS[maze]
+    if args.reuse and (model_dir / "config.json").exists():
+        train_s, cpu_min, train_steps = float("nan"), float("nan"), -1
+    else:
+        summary = api.train("rl", dataset_id, model_dir, minutes=args.minutes, steps=args.train_steps,
+                            horizon=horizon - 4, progress=False, seed=args.seed)
+        train_s, train_steps = summary.seconds, summary.steps
+        cpu_min = (time.process_time() - cpu0) / 60
+    results = {}
+    for warm in (True, False):
+        config = PlannerConfig(warm_start=warm, candidates=args.candidates, replan_every=args.replan_every,
+                               nfe=args.nfe, warm_nfe=args.warm_nfe)
+        episodes = args.episodes if warm else args.cold_episodes
+        render = Path(args.models) / f"{maze}.png" if warm else None
+        results[warm] = run_planner(model_dir, ENV_IDS[maze], episodes=episodes, seed=0, config=config, render=render)
+    warm, cold = results[True], results[False]
+    return {
+        "maze": maze, "env": ENV_IDS[maze], "dataset": dataset_id, "dataset_steps": args.steps,
+        "collect_s": round(collect_s, 1), "train_steps": train_steps, "train_s": round(train_s, 1),
+        "train_cpu_minutes": round(cpu_min, 2), "horizon": horizon,
+        "score_mean": warm["score_mean"], "score_se": warm["score_se"], "success_rate": warm["success_rate"],
+        "score_mean_cold": cold["score_mean"], "score_se_cold": cold["score_se"],
+        "ms_per_decision_warm": warm["ms_per_decision"], "ms_per_decision_cold": cold["ms_per_decision"],
+        "ms_per_plan_cold": warm["ms_per_plan_cold"], "ms_per_plan_warm": warm["ms_per_plan_warm"],
+        "reference": warm["reference"], "episodes": args.episodes, "cold_episodes": args.cold_episodes,
+        "diffuser_published": DIFFUSER[maze],
+        "scores": warm["normalized_scores"], "scores_cold": cold["normalized_scores"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mazes", nargs="+", default=["umaze", "medium", "large"], choices=list(HORIZONS))
+    parser.add_argument("--steps", type=int, default=1_000_000, help="data set size (environment steps)")
+    parser.add_argument("--minutes", type=float, default=30.0, help="training budget per maze (wall minutes)")
+    parser.add_argument("--train-steps", type=int, default=200_000, help="training steps cap")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--cold-episodes", type=int, default=5, help="episodes without warm starts (timing)")
+    parser.add_argument("--candidates", type=int, default=4)
+    parser.add_argument("--replan-every", type=int, default=8)
+    parser.add_argument("--nfe", type=int, default=20)
+    parser.add_argument("--warm-nfe", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--root", default=str(Path.home() / ".minari" / "datasets"), help="MINARI_DATASETS_PATH")
+    parser.add_argument("--models", default="/tmp/trajdiff-pointmaze-models")
+    parser.add_argument("--reuse", action="store_true", help="evaluate existing models in --models")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.mazes, args.steps, args.minutes, args.train_steps, args.episodes = ["umaze"], 5000, 0.3, 50, 2
+        args.cold_episodes = 1
+        args.root, args.models = "/tmp/trajdiff-pointmaze-quick", "/tmp/trajdiff-pointmaze-quick-models"
+    torch.set_num_threads(args.threads)
+    rows = [run_maze(maze, args, Path(args.root)) for maze in args.mazes]
+    display = [{
+        "maze": r["maze"],
+        "warm": f"{r['score_mean']:.1f} ± {r['score_se']:.1f}",
+        "cold": f"{r['score_mean_cold']:.1f} ± {r['score_se_cold']:.1f}",
+        "success": f"{r['success_rate']:.2f}",
+        "ms_warm": f"{r['ms_per_decision_warm']:.1f}",
+        "ms_cold": f"{r['ms_per_decision_cold']:.1f}",
+        "cpu": f"{r['train_cpu_minutes']:.1f}",
+        "steps": r["train_steps"],
+        "diffuser": f"{r['diffuser_published']:.1f}",
+    } for r in rows]
+    columns = ["maze", "warm", "cold", "success", "ms_warm", "ms_cold", "cpu", "steps", "diffuser"]
+    table = markdown_table(display, columns,
+                           ["maze", "score, warm starts", "score, cold plans", "success", "ms/decision warm",
+                            "ms/decision cold", "training CPU-min", "training steps", "Diffuser (maze2d-v1)"])
+    print(table)
+    command = "benchmarks/pointmaze.py " + " ".join(sys.argv[1:])
+    path = write_results("pointmaze", command, rows, results_path("pointmaze", args.quick), table=table)
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
