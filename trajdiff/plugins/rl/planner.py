@@ -199,15 +199,16 @@ class Planner:
         return int(hits[0]) if len(hits) else None
 
     def _choose(self, rows: np.ndarray) -> int:
-        """The candidate that reaches the goal first (ties: the shortest path); the first one otherwise."""
+        """The candidate that reaches the goal first; among those that do not reach it, the one that
+        comes closest (a plan that stays put is never preferred for being short)."""
         if not self.goal_task or len(rows) == 1:
             return 0
         scores = []
         for candidate in rows:
             arrival = self._arrival(candidate)
-            steps = np.diff(candidate[:, self.position_cols], axis=0)
-            length = float(np.linalg.norm(steps, axis=1).sum())
-            scores.append((arrival if arrival is not None else len(candidate), length))
+            closest = float(np.min(np.linalg.norm(candidate[:, self.position_cols] - candidate[0, self.goal_cols],
+                                                  axis=1)))
+            scores.append((arrival if arrival is not None else len(candidate), closest))
         return int(min(range(len(rows)), key=scores.__getitem__))
 
     # ------------------------------------------------------------------------------ acting
