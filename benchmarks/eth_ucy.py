@@ -1,0 +1,283 @@
+"""ETH/UCY pedestrian forecasting, standard protocol: minADE20 / minFDE20 per scene and averaged.
+
+Protocol (Social-GAN, Gupta et al., 2018; used by Trajectron++, MID and LED): leave one scene out
+(train on the other scenes' files in ``<scene>/train``, test on ``<scene>/test``), observe 8 steps
+of 0.4 s and predict 12; evaluation windows are every 20-frame window (sliding by one frame step) of
+every agent present in all 20 frames of a test file, in windows with at least two such agents
+(Social-GAN's ``min_ped``); best of 20 samples per agent, errors in metres.
+
+trajdiff: the ``traffic`` domain's loader (4 nearest neighbours as extra columns) and encoder
+(agent frame, heading along +x, future as residual over constant velocity), its default
+transformer trained per scene with the core Trainer, sampled (``--solvers``: DPM-Solver++(2M) by default,
+ancestral DDPM, DDIM; one network evaluation per step, so NFE = steps), all agents of
+a window sampled together (joint sample s = sample s of every agent). Beside it, in the same run:
+constant velocity (last observed displacement repeated, deterministic) and, with ``--collision``,
+the collision-cost guidance and the share of agent pairs closer than 0.2 m in a joint sample.
+Published averages are from the papers (Social-GAN 20VP20, Trajectron++, MID, LED).
+
+    .venv/bin/python benchmarks/eth_ucy.py --minutes 3           # writes results/eth_ucy.json
+    .venv/bin/python benchmarks/eth_ucy.py --quick               # a smoke run (one scene, a few windows)
+    python3 benchmarks/eth_ucy.py --device cuda --minutes 1     # on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, markdown_table, results_path, write_results  # noqa: E402
+
+from trajdiff import __version__, api  # noqa: E402
+from trajdiff.core.model import DiffusionModel  # noqa: E402
+from trajdiff.core.training import TrainConfig, TrainData, Trainer  # noqa: E402
+from trajdiff.plugins.traffic import TrafficDomain  # noqa: E402
+from trajdiff.plugins.traffic.joint import sample_joint  # noqa: E402
+from trajdiff.plugins.traffic.plot import plot_tracks  # noqa: E402
+
+DATA = Path(os.environ.get("TRAJDIFF_ETH_UCY", Path(__file__).resolve().parents[2] / "shared" / "data" / "eth_ucy"))
+SCENES = ("eth", "hotel", "univ", "zara1", "zara2")
+PUBLISHED = {  # average minADE20 / minFDE20 (m) as published
+    "Social-GAN (published)": (0.61, 1.21),
+    "Trajectron++ (published)": (0.30, 0.51),
+    "MID (published)": (0.21, 0.38),
+    "LED (published)": (0.21, 0.33),
+}
+OBS, PRED = 8, 12
+NEAR = 0.2  # metres: a pair of agents closer than this in a joint sample counts as a collision
+
+
+@dataclass
+class TestWindows:
+    """Evaluation windows of one scene: encoded contexts, frames, true futures and scene groups."""
+
+    contexts: np.ndarray  # [N, 20, D], future tokens zeroed
+    frames: list[dict[str, Any]]
+    truth: np.ndarray  # [N, 12, 2]
+    history: np.ndarray  # [N, 8, 2]
+    last: np.ndarray  # [N, 2] last observed position
+    velocity: np.ndarray  # [N, 2] last observed displacement per step
+    groups: np.ndarray  # [N] window id (file, start frame); windows sorted by group
+
+
+def test_windows(folder: Path, loaded: api.LoadedModel, min_agents: int = 2, max_groups: int = 0) -> TestWindows:
+    """Social-GAN windows of every test file in ``folder``, encoded with the model's encoder."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        episodes = loaded.domain.load(folder)
+    length = OBS + PRED
+    by_group: dict[tuple[str, float], list[tuple[int, int]]] = {}
+    for i, seq in enumerate(episodes.sequences):
+        times = episodes.meta[i]["times"]
+        for s in range(len(seq) - length + 1):
+            by_group.setdefault((episodes.meta[i]["scene"], float(times[s])), []).append((i, s))
+    keys = [k for k in sorted(by_group) if len(by_group[k]) >= min_agents]
+    if max_groups and len(keys) > max_groups:
+        keys = [keys[j] for j in np.linspace(0, len(keys) - 1, max_groups).round().astype(int)]
+    contexts, frames, truth, history, last, velocity, groups = [], [], [], [], [], [], []
+    for g, key in enumerate(keys):
+        for i, s in by_group[key]:
+            window = episodes.sequences[i][s:s + length]
+            tokens, frame = loaded.encoder.encode(window, OBS)
+            tokens[OBS:] = 0.0
+            contexts.append(tokens)
+            frames.append(frame)
+            truth.append(window[OBS:, :2])
+            history.append(window[:OBS, :2])
+            last.append(window[OBS - 1, :2])
+            velocity.append(window[OBS - 1, :2] - window[OBS - 2, :2])
+            groups.append(g)
+    return TestWindows(np.stack(contexts).astype(np.float32), frames, np.stack(truth), np.stack(history),
+                       np.stack(last), np.stack(velocity), np.asarray(groups))
+
+
+def train_scene(scene: str, args: argparse.Namespace, device: torch.device) -> tuple[api.LoadedModel, dict]:
+    """Trains the traffic domain's default model on ``<scene>/train`` for ``args.minutes``."""
+    domain = TrafficDomain()
+    defaults = domain.defaults()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        episodes = domain.load(DATA / scene / "train", neighbours=args.neighbours)
+    encoder = api.make_encoder(domain, defaults).fit(episodes)
+    x, _, _ = api.encode_windows(episodes, encoder, OBS, OBS + PRED, 1)
+    if args.mirror:  # the heading-aligned frame mirrored across its x axis: y, neighbour dy and dvy change sign
+        flip = np.ones(x.shape[-1], dtype=x.dtype)
+        flip[1] = -1.0
+        flip[3::5] = -1.0
+        flip[5::5] = -1.0
+        x = np.concatenate([x, x * flip])
+    network = {**defaults.network, "dim": encoder.dim, "width": args.width, "depth": args.depth}
+    model = DiffusionModel(network, schedule=defaults.schedule, parametrization=args.parametrization,
+                           extra={"domain": "traffic", "encoder": encoder.state_dict(), "defaults": asdict(defaults),
+                                  "trajdiff_version": __version__})
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, history=OBS,
+                         history_prob=args.history_prob, noise=args.noise, max_minutes=args.minutes, seed=args.seed,
+                         progress=False, warmup_steps=min(200, args.steps // 10))
+    trainer = Trainer(model, TrainData(torch.from_numpy(x)), config)
+    trainer.device = device  # the Trainer keeps one process on the CPU; a benchmark may move it
+    model.to(device)
+    result = trainer.fit()
+    model.eval()
+    info = {"windows": int(x.shape[0]), "steps": result.step, "train_seconds": round(result.seconds, 1),
+            "final_loss": float(np.mean(result.losses[-100:])), "parameters": sum(p.numel() for p in
+                                                                                  model.network.parameters())}
+    return api.LoadedModel(model, domain, encoder, defaults), info
+
+
+def draw(loaded: api.LoadedModel, windows: TestWindows, *, samples: int, nfe: int, device: torch.device, seed: int,
+         collision: float = 0.0, solver: str | None = None) -> np.ndarray:
+    """Joint samples of every window's future in metres: ``[N, S, 12, 2]``."""
+    costs = {"collision": collision} if collision > 0 else None
+    return sample_joint(loaded, windows.contexts, windows.frames, windows.groups, samples=samples, nfe=nfe,
+                        solver=solver, costs=costs, seed=seed, device=device)
+
+
+def errors(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """minADE, minFDE over samples, averaged over windows: pred ``[N, S, 12, 2]``, truth ``[N, 12, 2]``."""
+    dist = np.linalg.norm(pred - truth[:, None], axis=-1)  # [N, S, 12]
+    return float(dist.mean(-1).min(-1).mean()), float(dist[..., -1].min(-1).mean())
+
+
+def collision_share(pred: np.ndarray, groups: np.ndarray) -> float:
+    """Share of (agent pair, joint sample) within one window closer than NEAR at some step, in percent."""
+    hits = total = 0
+    bounds = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1], True])
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        p = pred[lo:hi]  # [A, S, 12, 2]
+        if hi - lo < 2:
+            continue
+        d = np.linalg.norm(p[:, None] - p[None, :], axis=-1).min(-1)  # [A, A, S]
+        iu = np.triu_indices(hi - lo, 1)
+        hits += int((d[iu] < NEAR).sum())
+        total += d[iu].size
+    return 100.0 * hits / max(total, 1)
+
+
+def plot_window(path: Path, windows: TestWindows, pred: np.ndarray) -> Path:
+    """The test window with the most agents: history, joint samples and the true future."""
+    group = np.bincount(windows.groups).argmax()
+    idx = np.flatnonzero(windows.groups == group)
+    histories = {str(i): windows.history[i] for i in idx}
+    return plot_tracks(path, histories, {str(i): pred[i] for i in idx}, {str(i): windows.truth[i] for i in idx})
+
+
+def run_scene(scene: str, args: argparse.Namespace, device: torch.device) -> tuple[list[dict], dict]:
+    loaded, info = train_scene(scene, args, device)
+    windows = test_windows(DATA / scene / "test", loaded, max_groups=args.max_groups)
+    n = len(windows.groups)
+    steps = np.arange(1, PRED + 1)[None, :, None]
+    cv = (windows.last[:, None] + steps * windows.velocity[:, None])[:, None]  # [N, 1, 12, 2]
+    rows = [{"scene": scene, "method": "constant velocity", "nfe": 0, "windows": n,
+             **dict(zip(("ade", "fde"), errors(cv, windows.truth), strict=True)),
+             "collisions_%": collision_share(cv, windows.groups)}]
+    truth_share = collision_share(windows.truth[:, None], windows.groups)
+    for solver in args.solvers:
+        for nfe in args.nfe:
+            started = time.perf_counter()
+            pred = draw(loaded, windows, samples=args.samples, nfe=nfe, device=device, seed=args.seed, solver=solver)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - started
+            ade, fde = errors(pred, windows.truth)
+            if args.plot and nfe == args.nfe[0] and solver == args.solvers[0]:
+                plot_window(args.plot.with_name(f"{args.plot.stem}_{scene}{args.plot.suffix}"), windows, pred)
+            rows.append({"scene": scene, "method": f"trajdiff {solver}", "nfe": nfe, "windows": n, "ade": ade,
+                         "fde": fde, "collisions_%": collision_share(pred, windows.groups),
+                         "sample_seconds": round(seconds, 2),
+                         "trajectories_per_s": round(n * args.samples / seconds, 1)})
+    if args.collision > 0:
+        nfe, solver = args.nfe[0], args.solvers[0]
+        pred = draw(loaded, windows, samples=args.samples, nfe=nfe, device=device, seed=args.seed,
+                    collision=args.collision, solver=solver)
+        ade, fde = errors(pred, windows.truth)
+        rows.append({"scene": scene, "method": f"trajdiff {solver} + collision cost {args.collision:g}", "nfe": nfe,
+                     "windows": n, "ade": ade, "fde": fde, "collisions_%": collision_share(pred, windows.groups)})
+    info.update({"scene": scene, "test_windows": n, "truth_collisions_%": truth_share})
+    return rows, info
+
+
+def averages(rows: list[dict], scenes: list[str]) -> list[dict]:
+    out = []
+    for method, nfe in dict.fromkeys((r["method"], r["nfe"]) for r in rows):
+        mine = [r for r in rows if r["method"] == method and r["nfe"] == nfe]
+        if {r["scene"] for r in mine} == set(scenes):
+            out.append({"scene": "average", "method": method, "nfe": nfe,
+                        "ade": float(np.mean([r["ade"] for r in mine])),
+                        "fde": float(np.mean([r["fde"] for r in mine])),
+                        "collisions_%": float(np.mean([r["collisions_%"] for r in mine]))})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenes", nargs="+", default=list(SCENES), choices=SCENES)
+    parser.add_argument("--minutes", type=float, default=3.0, help="training minutes per scene")
+    parser.add_argument("--steps", type=int, default=20000, help="most training steps per scene")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--neighbours", type=int, default=4)
+    parser.add_argument("--parametrization", default="v", choices=["v", "x0", "eps"])
+    parser.add_argument("--noise", default="independent", choices=["independent", "shared"],
+                        help="per-token training noise levels (the API's default) or one level per window")
+    parser.add_argument("--history-prob", type=float, default=0.75, help="share of training windows with clean history")
+    parser.add_argument("--mirror", action="store_true", help="add mirrored copies of the training windows")
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--nfe", type=int, nargs="+", default=[10, 20, 100], help="sampler steps; first is the main")
+    parser.add_argument("--solvers", nargs="+", default=[TrafficDomain().defaults().solver],
+                        help="samplers to compare (ddpm, ddim, dpmpp2m); first is the main")
+    parser.add_argument("--collision", type=float, default=0.0, help="also sample with the collision cost, this scale")
+    parser.add_argument("--max-groups", type=int, default=0, help="at most this many 20-frame windows per scene")
+    parser.add_argument("--plot", type=Path, default=None, help="draw each scene's fullest window")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="results file (default benchmarks/results/eth_ucy.json)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: eth only, 0.3 minutes, 40 windows")
+    args = parser.parse_args()
+    if args.quick:
+        args.scenes, args.minutes, args.max_groups, args.nfe = ["eth"], min(args.minutes, 0.3), 40, [10]
+        args.width, args.depth = min(args.width, 64), min(args.depth, 2)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    rows: list[dict] = []
+    infos: list[dict] = []
+    command = "python benchmarks/eth_ucy.py " + " ".join(sys.argv[1:])
+    target = args.out or results_path("eth_ucy", args.quick)
+
+    def save(table: list[dict], done: list[str]) -> Path:  # after every scene, so a stopped run keeps its results
+        return write_results("eth_ucy", command.strip(), table, target, training=infos, scenes_done=done,
+                             settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                             device=torch.cuda.get_device_name(device) if device.type == "cuda" else machine())
+
+    for n, scene in enumerate(args.scenes):
+        scene_rows, info = run_scene(scene, args, device)
+        rows += scene_rows
+        infos.append(info)
+        print(f"{scene}: {info['steps']} steps in {info['train_seconds']} s; "
+              + "; ".join(f"{r['method']} nfe {r['nfe']}: {r['ade']:.3f}/{r['fde']:.3f}" for r in scene_rows),
+              flush=True)
+        save(rows, args.scenes[:n + 1])
+    rows += averages(rows, args.scenes)
+    rows += [{"scene": "average", "method": name, "ade": ade, "fde": fde, "published": True}
+             for name, (ade, fde) in PUBLISHED.items()]
+    path = save(rows, args.scenes)
+    print(markdown_table(rows, ["scene", "method", "nfe", "ade", "fde", "collisions_%", "trajectories_per_s"],
+                         ["scene", "method", "NFE", "minADE20", "minFDE20", "collisions %", "traj/s"]))
+    print(markdown_table(infos, ["scene", "windows", "steps", "train_seconds", "final_loss", "test_windows",
+                                 "truth_collisions_%"]))
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
