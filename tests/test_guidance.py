@@ -138,3 +138,23 @@ def test_inpaint_rejects_bad_masks() -> None:
     guide = Inpaint(torch.zeros(3, 4, dtype=torch.bool), torch.zeros(3, 4))
     with pytest.raises(ShapeError, match=r"does not fit sequences of shape \(2, 6, 4\)"):
         guide.prepare(torch.zeros(2, 6, 4), torch.ones(2, 6), schedule, None)
+
+
+def test_guides_never_see_undefined_context_tokens_under_multistep_solvers(gaussian) -> None:
+    """DPM-Solver++ leaves level-0 tokens undefined in its raw step (0/0); a projection mixing frames
+    must still see the clean context, and the context must come out bit-identical."""
+    mean, cov = gaussian
+    schedule = build_schedule("cosine")
+    plan = plans.with_context(plans.full_sequence(4, 10), [0])
+    context = torch.full((8, 4, 4), 0.7, dtype=torch.float64)
+    x = samplers.initial_state(context.shape, plan, schedule, context=context, dtype=torch.float64)
+    seen_nan = []
+
+    def smooth(z: torch.Tensor) -> torch.Tensor:  # mixes neighbouring frames
+        seen_nan.append(bool(torch.isnan(z).any()))
+        return 0.5 * z + 0.25 * (torch.roll(z, 1, dims=1) + torch.roll(z, -1, dims=1))
+
+    out = samplers.sample(gaussian_denoiser(mean, cov, schedule), x, plan, schedule, solver="dpmpp2m",
+                          guides=[Project(smooth, on_prediction=False)])
+    assert not any(seen_nan) and torch.isfinite(out).all()
+    assert torch.all(out[:, 0] == 0.7)

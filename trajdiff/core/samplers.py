@@ -324,9 +324,13 @@ def sample(
             k_from = plan[i].expand(batch, horizon)
             k_to = plan[i + 1].expand(batch, horizon)
             x_next = step(guided, x, k_from, k_to, schedule, cond=cond, state=state, generator=generator)
+            # Guides see unmoved tokens restored (a solver may leave them undefined, e.g. 0/0 at level 0),
+            # and those tokens stay bit-identical whatever a guide does to them.
+            everything = bool(moving.all())
+            x_next = x_next if everything else _keep_unmoved(x, x_next, moving)
             for guide in guides:
                 x_next = guide.after_step(x_next, k_to, schedule, generator)
-            x = x_next if bool(moving.all()) else _keep_unmoved(x, x_next, moving)
+            x = x_next if everything or not guides else _keep_unmoved(x, x_next, moving)
             if callback is not None:
                 callback(i, x)
     return x

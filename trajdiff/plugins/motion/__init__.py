@@ -1,17 +1,37 @@
-"""The built-in ``motion``  plugin (work in progress: registers nothing yet)."""
+"""The built-in ``motion`` plugin: human motion from BVH motion capture.
+
+Registered through the entry point ``motion = "trajdiff.plugins.motion"`` in the group
+``trajdiff.plugins``, like any third-party plugin.
+"""
 
 from __future__ import annotations
 
+from trajdiff.plugins.motion.bvh import BvhClip, Skeleton, read_bvh, write_bvh
+from trajdiff.plugins.motion.domain import MotionDomain, dataset_cards
+from trajdiff.plugins.motion.encoder import MotionEncoder
+from trajdiff.plugins.motion.loader import load_motion
 from trajdiff.plugins.spec import DatasetCard, Domain, hookimpl
+
+__all__ = [
+    "BvhClip",
+    "MotionDomain",
+    "MotionEncoder",
+    "Skeleton",
+    "load_motion",
+    "read_bvh",
+    "trajdiff_datasets",
+    "trajdiff_domains",
+    "write_bvh",
+]
 
 
 @hookimpl
 def trajdiff_domains() -> list[Domain]:
-    """No domain yet."""
-    return []
+    """The ``motion`` domain."""
+    return [MotionDomain()]
 
 
 @hookimpl
 def trajdiff_datasets() -> list[DatasetCard]:
-    """No data sets yet."""
-    return []
+    """The CMU motion capture subset."""
+    return dataset_cards()
