@@ -15,6 +15,7 @@ The same episodes are also run with warm starts off, to time decisions both ways
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -54,13 +55,20 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
     model_dir = Path(args.models) / maze
     cpu0 = time.process_time()
     horizon = HORIZONS[maze]
+    record = model_dir / "training.json"
     if args.reuse and (model_dir / "config.json").exists():
-        train_s, cpu_min, train_steps = float("nan"), float("nan"), -1
+        # a model trained earlier (possibly over several resumed runs): its training.json says how
+        trained = json.loads(record.read_text()) if record.exists() else {}
+        train_s = trained.get("seconds", float("nan"))
+        cpu_min = trained.get("cpu_minutes", float("nan"))
+        train_steps = trained.get("steps", -1)
     else:
         summary = api.train("rl", dataset_id, model_dir, minutes=args.minutes, steps=args.train_steps,
                             horizon=horizon - 4, progress=False, seed=args.seed)
         train_s, train_steps = summary.seconds, summary.steps
         cpu_min = (time.process_time() - cpu0) / 60
+        record.write_text(json.dumps({"seconds": train_s, "cpu_minutes": cpu_min, "steps": train_steps,
+                                      "runs": [{"seconds": train_s, "cpu_minutes": cpu_min, "steps": train_steps}]}))
     results = {}
     for warm in (True, False):
         config = PlannerConfig(warm_start=warm, candidates=args.candidates, replan_every=args.replan_every,

@@ -49,7 +49,8 @@ def test_plugins_lists_builtin_and_third_party_contributions(site) -> None:
     assert "total_variation" in out and "(domain timeseries)" in out
     assert "pendulum-damped" in out
     disabled = run(["plugins"], site, TRAJDIFF_DISABLE_PLUGIN_AUTOLOAD="1")
-    assert "pendulum" not in disabled.stdout and "timeseries" in disabled.stdout
+    assert "trajdiff-pendulum" not in disabled.stdout and "pendulum-damped" not in disabled.stdout
+    assert "timeseries" in disabled.stdout
     assert "third-party plugins not loaded" in disabled.stdout
 
 
