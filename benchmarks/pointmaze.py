@@ -87,7 +87,7 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
         "ms_per_plan_cold": warm["ms_per_plan_cold"], "ms_per_plan_warm": warm["ms_per_plan_warm"],
         "reference": warm["reference"], "episodes": args.episodes, "cold_episodes": args.cold_episodes,
         "diffuser_published": DIFFUSER[maze],
-        "scores": warm["normalized_scores"], "scores_cold": cold["normalized_scores"],
+        "scores": warm["normalized_scores"], "scores_cold": cold["normalized_scores"], "planner": warm["planner"],
     }
 
 

@@ -307,6 +307,7 @@ def plan(
     no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Plan every time from pure noise."),
     candidates: int = typer.Option(4, min=1, help="Plans sampled per decision; the one reaching the goal first wins."),
     controller: str = typer.Option("auto", help="auto, states (track planned positions) or actions (execute them)."),
+    lookahead: int = typer.Option(20, min=0, help="States controller: aim this many steps ahead on the plan."),
     render: Path = typer.Option(None, help="Draw the first episode: .gif (frames) or .png (path and last plan)."),
     out: Path = typer.Option(None, help="Results JSON (default: MODEL/plan-ENV.json)."),
 ) -> None:
@@ -317,7 +318,8 @@ def plan(
     target = out or model / f"plan-{env}.json"
     try:
         config = PlannerConfig(nfe=nfe, warm_nfe=warm_nfe, warm_level=warm_level, warm_start=not no_warm_start,
-                               replan_every=replan_every, candidates=candidates, controller=controller, seed=seed)
+                               replan_every=replan_every, candidates=candidates, controller=controller,
+                               lookahead=lookahead, seed=seed)
         result = run_planner(model, env, episodes=episodes, seed=seed, config=config, render=render, out=target,
                              progress=True)
     except TrajdiffError as error:

@@ -7,9 +7,14 @@ is warm-started from the previous plan shifted by the steps taken, re-noised to 
 denoised in ``warm_nfe`` steps instead of ``nfe``.
 
 Two ways to act on a plan: ``"actions"`` executes the planned actions; ``"states"`` tracks the
-planned positions with a PD controller (and heads straight for the goal once the plan has reached
-it), which needs positional observations (``achieved_goal`` mirrored in the observation). With
-``"auto"`` the planner tracks states where it can and executes actions elsewhere.
+planned positions with a PD controller aimed ``lookahead`` steps ahead on the plan (and heads
+straight for the goal once the plan has reached it), which needs positional observations
+(``achieved_goal`` mirrored in the observation). With ``"auto"`` the planner tracks states where
+it can and executes actions elsewhere. On PointMaze UMaze (reset seeds 100-107, the benchmark's model)
+tracking states scored 88.9 and executing the planned actions of the jumpy (every 4th step) plan
+24.6, so "auto" tracks states there; aiming 20 steps ahead
+(chosen on reset seeds 0-7, checked on 100-107: 80.0 -> 88.9 over 2 steps ahead) moves faster
+than following the noisy data's pace.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class PlannerConfig:
     controller: str = "auto"
     kp: float = 10.0
     kd: float = 1.0
-    lookahead: int = 2
+    lookahead: int = 20
     goal_radius: float = 0.45
     solver: str = "ddim"
     seed: int = 0
