@@ -285,6 +285,8 @@ def test_command_line_makes_data_trains_and_plans(tmp_path) -> None:
     assert "normalized score" in planned.stdout and "ms per decision (actions controller)" in planned.stdout
     result = json.loads((tmp_path / "plan.json").read_text())
     assert result["episodes"] == 1 and len(result["returns"]) == 1 and result["steps"] == [200]
+    no_sampling = run("sample", "--model", str(model), "--out", str(tmp_path / "x.csv"))
+    assert no_sampling.returncode == 2 and "domain 'rl' does not support `trajdiff sample`" in no_sampling.stderr
     unknown = run("plan", "--model", str(model), "--env", "Pendulum-v9", "--episodes", "1")
     assert unknown.returncode == 2 and "unknown environment id 'Pendulum-v9'" in unknown.stderr
     missing = run("train", "--domain", "rl", "--data", "trajdiff/pointmaze-umaze/noisy-expert-v0", "--out",
