@@ -60,7 +60,7 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
         # a model trained earlier (possibly over several resumed runs): its training.json says how
         trained = json.loads(record.read_text()) if record.exists() else {}
         train_s = trained.get("seconds", float("nan"))
-        cpu_min = trained.get("cpu_minutes", float("nan"))
+        cpu_min = trained.get("cpu_minutes") or trained.get("cpu_minutes_at_most", float("nan"))
         train_steps = trained.get("steps", -1)
     else:
         summary = api.train("rl", dataset_id, model_dir, minutes=args.minutes, steps=args.train_steps,

@@ -284,3 +284,20 @@ def test_interrupted_save_leaves_old_model(tmp_path: Path, monkeypatch: pytest.M
         save_checkpoint(path, config={"v": 2}, tensors={"weights": {"w": torch.zeros(1)}})
     assert load_checkpoint(path).config == {"hidden": 8, "name": "toy"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_saving_again_keeps_the_users_files_and_drops_stale_checkpoint_files(tmp_path: Path) -> None:
+    """A model directory also holds what users wrote there (evaluation.json, plan results): a new
+    checkpoint replaces the checkpoint's own files only."""
+    model = _model()
+    target = tmp_path / "m"
+    save_checkpoint(target, config={"a": 1}, tensors={"weights": model.state_dict(), "ema": model.state_dict()})
+    (target / "evaluation.json").write_text('{"mse": 0.5}')
+    (target / "plots").mkdir()
+    (target / "plots" / "f.png").write_bytes(b"png")
+    save_checkpoint(target, config={"a": 2}, tensors={"weights": model.state_dict()}, step=3)
+    assert (target / "evaluation.json").read_text() == '{"mse": 0.5}'
+    assert (target / "plots" / "f.png").read_bytes() == b"png"
+    assert not (target / "ema.safetensors").exists()  # stale checkpoint file not carried over
+    assert load_checkpoint(target).config["a"] == 2
+    assert not list(tmp_path.glob(".m.old-*"))

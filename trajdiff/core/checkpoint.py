@@ -327,8 +327,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _checkpoint_owned(name: str) -> bool:
+    """Whether a file name is one a checkpoint writes (the rest of a model directory is the user's)."""
+    return name.endswith(".safetensors") or name in (CONFIG_FILE, METRICS_FILE, OPTIMIZER_JSON_FILE)
+
+
 def _swap_in(tmp: Path, target: Path) -> None:
-    """Replace ``target`` by ``tmp``: move the old one aside, rename, then delete the old one."""
+    """Replace ``target`` by ``tmp``: move the old one aside, rename, then delete the old one.
+
+    Files in the old directory that are not part of the new checkpoint (a user's evaluation.json, a
+    plan's results, notes) are carried over into the new one rather than deleted with the old one.
+    """
     old: Path | None = None
     if target.exists() or target.is_symlink():
         old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
@@ -344,6 +353,9 @@ def _swap_in(tmp: Path, target: Path) -> None:
         if old.is_symlink():
             old.unlink()
         else:
+            for entry in old.iterdir():  # keep the user's files; the checkpoint's own are replaced
+                if not _checkpoint_owned(entry.name) and not (target / entry.name).exists():
+                    os.rename(entry, target / entry.name)
             shutil.rmtree(old, ignore_errors=True)
         if old.exists() or old.is_symlink():
             warnings.warn(
