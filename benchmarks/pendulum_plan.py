@@ -51,7 +51,7 @@ def main() -> None:
     rows = []
     for warm in (True, False):
         config = PlannerConfig(replan_every=1, candidates=1, nfe=8, warm_nfe=3, warm_start=warm)
-        result = run_planner(args.model, "Pendulum-v1", episodes=args.episodes, seed=0, config=config)
+        result = run_planner(api.load_model(args.model), "Pendulum-v1", episodes=args.episodes, seed=0, config=config)
         rows.append({
             "planner": "warm-started replans (3 NFE)" if warm else "plans from noise (8 NFE)",
             "score": f"{result['score_mean']:.1f} ± {result['score_se']:.1f}",

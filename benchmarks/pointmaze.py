@@ -70,12 +70,13 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
         record.write_text(json.dumps({"seconds": train_s, "cpu_minutes": cpu_min, "steps": train_steps,
                                       "runs": [{"seconds": train_s, "cpu_minutes": cpu_min, "steps": train_steps}]}))
     results = {}
+    loaded = api.load_model(model_dir, domain="rl")
     for warm in (True, False):
         config = PlannerConfig(warm_start=warm, candidates=args.candidates, replan_every=args.replan_every,
                                nfe=args.nfe, warm_nfe=args.warm_nfe)
         episodes = args.episodes if warm else args.cold_episodes
         render = Path(args.models) / f"{maze}.png" if warm else None
-        results[warm] = run_planner(model_dir, ENV_IDS[maze], episodes=episodes, seed=0, config=config, render=render)
+        results[warm] = run_planner(loaded, ENV_IDS[maze], episodes=episodes, seed=0, config=config, render=render)
     warm, cold = results[True], results[False]
     return {
         "maze": maze, "env": ENV_IDS[maze], "dataset": dataset_id, "dataset_steps": args.steps,

@@ -208,7 +208,7 @@ def pendulum_model(tmp_path_factory) -> tuple[Path, Path]:
 def test_planner_executing_planned_actions_beats_random_on_pendulum(pendulum_model) -> None:
     _, model = pendulum_model
     config = PlannerConfig(nfe=8, warm_nfe=3, replan_every=1, candidates=1)
-    result = run_planner(model, "Pendulum-v1", episodes=3, seed=100, config=config)
+    result = run_planner(api.load_model(model), "Pendulum-v1", episodes=3, seed=100, config=config)
     assert result["evaluation_env"] and result["controller"] == "actions" and result["success_rate"] is None
     reference = result["reference"]
     assert reference["min"] < -900 and reference["max"] > -300
@@ -220,15 +220,16 @@ def test_planner_executing_planned_actions_beats_random_on_pendulum(pendulum_mod
 def test_planning_errors(pendulum_model, tmp_path) -> None:
     _, model = pendulum_model
     with pytest.raises(DataError, match=r"observation/action spaces give columns .* trained on"):
-        run_planner(model, "PointMaze_UMaze-v3", episodes=1)
+        run_planner(api.load_model(model), "PointMaze_UMaze-v3", episodes=1)
     with pytest.raises(ConfigError, match="unknown environment id"):
-        run_planner(model, "NoSuchEnv-v0", episodes=1)
+        run_planner(api.load_model(model), "NoSuchEnv-v0", episodes=1)
     with pytest.raises(ConfigError, match="controller must be"):
         PlannerConfig(controller="magic")
     with pytest.raises(ConfigError, match="needs positional observations"):
-        run_planner(model, "Pendulum-v1", episodes=1, config=PlannerConfig(controller="states"), max_steps=2)
+        run_planner(api.load_model(model), "Pendulum-v1", episodes=1, config=PlannerConfig(controller="states"),
+                    max_steps=2)
     with pytest.raises(ConfigError, match="use a .gif or .png"):
-        run_planner(model, "Pendulum-v1", episodes=1, render=tmp_path / "x.mp4")
+        run_planner(api.load_model(model), "Pendulum-v1", episodes=1, render=tmp_path / "x.mp4")
 
 
 def test_model_of_another_domain_is_refused(tmp_path) -> None:
@@ -237,8 +238,8 @@ def test_model_of_another_domain_is_refused(tmp_path) -> None:
     frame = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=64, freq="h"), "a": np.sin(np.arange(64.0))})
     api.train("timeseries", frame, tmp_path / "ts", steps=2, history=16, horizon=16, progress=False,
               encoder={"patch": 1}, network={"kind": "unet", "dim": 1, "width": 8, "mults": [1], "emb_dim": 8})
-    with pytest.raises(ConfigError, match=r"trained for domain 'timeseries', not 'rl'"):
-        run_planner(tmp_path / "ts", "Pendulum-v1", episodes=1)
+    with pytest.raises(ConfigError, match=r"trained for domain 'timeseries', not 'rl'.*--domain rl"):
+        run_planner(api.load_model(tmp_path / "ts"), "Pendulum-v1", episodes=1)
 
 
 def test_maze_planner_runs_closed_loop_with_warm_starts(umaze_small, tmp_path, monkeypatch) -> None:
@@ -247,13 +248,14 @@ def test_maze_planner_runs_closed_loop_with_warm_starts(umaze_small, tmp_path, m
     model = tmp_path / "maze"
     api.train("rl", dataset_id, model, steps=30, progress=False,
               network={"kind": "unet", "dim": 6, "width": 16, "mults": [1, 2], "emb_dim": 16})
-    result = run_planner(model, "PointMaze_UMaze-v3", episodes=1, max_steps=40, render=tmp_path / "path.png",
+    result = run_planner(api.load_model(model), "PointMaze_UMaze-v3", episodes=1, max_steps=40,
+                         render=tmp_path / "path.png",
                          config=PlannerConfig(nfe=4, warm_nfe=2, replan_every=8, candidates=2))
     assert result["controller"] == "states" and result["steps"] == [40]
     assert result["ms_per_plan_cold"] is not None and result["ms_per_plan_warm"] is not None
     assert (tmp_path / "path.png").stat().st_size > 1000
     with pytest.raises(ConfigError, match="multiple of the model's 4 steps per token"):
-        run_planner(model, "PointMaze_UMaze-v3", episodes=1, config=PlannerConfig(replan_every=6))
+        run_planner(api.load_model(model), "PointMaze_UMaze-v3", episodes=1, config=PlannerConfig(replan_every=6))
 
 
 # ------------------------------------------------------------------------------------- command line

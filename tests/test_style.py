@@ -22,3 +22,24 @@ def test_core_never_imports_higher_layers() -> None:
     offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "trajdiff" / "core").rglob("*.py")
                  if upward.search(p.read_text())]
     assert offenders == []
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a file imports (real import statements, docstring examples aside)."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_plugins_never_import_the_api_or_cli_layers() -> None:
+    higher = {"trajdiff.api", "trajdiff.cli", "trajdiff.demo"}
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "trajdiff" / "plugins").rglob("*.py")
+                 if _imported_modules(p) & higher]
+    assert offenders == []

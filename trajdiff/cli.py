@@ -312,6 +312,7 @@ def plan(
     out: Path = typer.Option(None, help="Results JSON (default: MODEL/plan-ENV.json)."),
 ) -> None:
     """Plan closed-loop in a gymnasium environment; print returns, normalized scores, success and timing."""
+    from trajdiff import api
     from trajdiff.plugins.rl.planner import PlannerConfig
     from trajdiff.plugins.rl.rollout import run_planner
 
@@ -320,7 +321,8 @@ def plan(
         config = PlannerConfig(nfe=nfe, warm_nfe=warm_nfe, warm_level=warm_level, warm_start=not no_warm_start,
                                replan_every=replan_every, candidates=candidates, controller=controller,
                                lookahead=lookahead, seed=seed)
-        result = run_planner(model, env, episodes=episodes, seed=seed, config=config, render=render, out=target,
+        loaded = api.load_model(model, domain="rl")
+        result = run_planner(loaded, env, episodes=episodes, seed=seed, config=config, render=render, out=target,
                              progress=True)
     except TrajdiffError as error:
         _fail(error)

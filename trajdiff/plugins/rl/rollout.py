@@ -52,7 +52,7 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def run_planner(
-    model_dir: str | Path,
+    loaded: Any,
     env_id: str,
     *,
     episodes: int = 20,
@@ -63,12 +63,14 @@ def run_planner(
     out: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Plans closed-loop for ``episodes`` episodes (reset seeds ``seed``, ``seed + 1``, ...) and scores them."""
-    from trajdiff.api import load_model
+    """Plans closed-loop for ``episodes`` episodes (reset seeds ``seed``, ``seed + 1``, ...) and scores them.
 
+    ``loaded`` is a model loaded with `trajdiff.api.load_model` (plugins sit below the api layer)."""
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
-    loaded = load_model(model_dir, domain="rl")
+    if loaded.domain.name != "rl":
+        raise ConfigError(f"the model was trained for domain {loaded.domain.name!r}, not 'rl'; "
+                          "train a planner with `trajdiff train --domain rl`")
     source = loaded.encoder.source
     gif = render is not None and Path(render).suffix.lower() == ".gif"
     if render is not None and Path(render).suffix.lower() not in (".gif", ".png"):
@@ -109,7 +111,6 @@ def run_planner(
     mean_return, se_return = _mean_se(returns)
     mean_score, se_score = _mean_se(scores)
     result = {
-        "model": str(model_dir),
         "env": env_id,
         "evaluation_env": is_eval,
         "dataset": source.get("dataset_id"),
