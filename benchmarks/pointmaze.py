@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,6 +49,27 @@ def ensure_dataset(maze: str, steps: int, root: Path) -> str:
     return make_pointmaze(maze, steps, root=root, overwrite=True, progress=False)
 
 
+def add_step_limits(model_dir: Path, dataset_id: str) -> None:
+    """Models trained before the encoder recorded ``step_limits`` (the data's largest token-to-token
+    changes, which the planner's plausibility check reads) get them from their data set, after a check
+    that the data set is the one they were trained on (same normalizer statistics)."""
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    state = config["extra"]["encoder"]
+    if state.get("step_limits") is not None:
+        return
+    from trajdiff.plugins.rl.encoder import StateActionEncoder
+    from trajdiff.plugins.rl.loader import load_minari
+
+    refit = StateActionEncoder(skip=int(state["skip"]), drop=tuple(state["drop"])).fit(load_minari(dataset_id))
+    fitted, stored = refit.normalizer.state_dict(), state["normalizer"]
+    if not all(np.allclose(fitted[key], stored[key], rtol=1e-6) for key in ("shift", "scale")):
+        raise SystemExit(f"{model_dir} was not trained on {dataset_id} (normalizer differs); retrain it")
+    state["step_limits"] = refit.step_limits
+    config_path.write_text(json.dumps(config, indent=2))
+    print(f"{model_dir}: recorded the data's step limits {refit.step_limits}")
+
+
 def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
     started = time.monotonic()
     dataset_id = ensure_dataset(maze, args.steps, root)
@@ -70,13 +92,15 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
         record.write_text(json.dumps({"seconds": train_s, "cpu_minutes": cpu_min, "steps": train_steps,
                                       "runs": [{"seconds": train_s, "cpu_minutes": cpu_min, "steps": train_steps}]}))
     results = {}
+    add_step_limits(model_dir, dataset_id)
     loaded = api.load_model(model_dir, domain="rl")
     for warm in (True, False):
         config = PlannerConfig(warm_start=warm, candidates=args.candidates, replan_every=args.replan_every,
                                nfe=args.nfe, warm_nfe=args.warm_nfe)
         episodes = args.episodes if warm else args.cold_episodes
         render = Path(args.models) / f"{maze}.png" if warm else None
-        results[warm] = run_planner(loaded, ENV_IDS[maze], episodes=episodes, seed=0, config=config, render=render)
+        results[warm] = run_planner(loaded, ENV_IDS[maze], episodes=episodes, seed=args.seeds_from, config=config,
+                                    render=render)
     warm, cold = results[True], results[False]
     return {
         "maze": maze, "env": ENV_IDS[maze], "dataset": dataset_id, "dataset_steps": args.steps,
@@ -100,10 +124,13 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=200_000, help="training steps cap")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--cold-episodes", type=int, default=5, help="episodes without warm starts (timing)")
-    parser.add_argument("--candidates", type=int, default=4)
-    parser.add_argument("--replan-every", type=int, default=8)
-    parser.add_argument("--nfe", type=int, default=20)
-    parser.add_argument("--warm-nfe", type=int, default=4)
+    defaults = PlannerConfig()
+    parser.add_argument("--candidates", type=int, default=defaults.candidates)
+    parser.add_argument("--replan-every", type=int, default=defaults.replan_every)
+    parser.add_argument("--nfe", type=int, default=defaults.nfe)
+    parser.add_argument("--warm-nfe", type=int, default=defaults.warm_nfe)
+    parser.add_argument("--seeds-from", type=int, default=0, help="first reset seed (planner settings were "
+                        "chosen on seeds 100-119)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", default=str(Path.home() / ".minari" / "datasets"), help="MINARI_DATASETS_PATH")

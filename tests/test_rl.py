@@ -16,7 +16,7 @@ from trajdiff.plugins.rl.encoder import StateActionEncoder
 from trajdiff.plugins.rl.envs import make_env
 from trajdiff.plugins.rl.loader import load_minari
 from trajdiff.plugins.rl.mazes import ENV_IDS, EVAL_MAPS, MazeGrid, WaypointController
-from trajdiff.plugins.rl.planner import PlannerConfig
+from trajdiff.plugins.rl.planner import Planner, PlannerConfig
 from trajdiff.plugins.rl.rollout import normalized_score, run_planner
 
 
@@ -173,6 +173,12 @@ def test_encoder_keeps_every_skip_th_row_and_interpolates_back(umaze_small, monk
     np.testing.assert_allclose(back[:, goal], np.repeat(window[:1, goal], 32, axis=0))
     again = StateActionEncoder.from_state(json.loads(json.dumps(encoder.state_dict())))
     np.testing.assert_allclose(again.encode(window, 4)[0], tokens)
+    # the data's largest token-to-token change per kept column, kept through save/load
+    by_hand = np.abs(np.diff(episodes.sequences[0][::4][:, kept], axis=0)).max(axis=0)
+    np.testing.assert_allclose(encoder.step_limits, by_hand)
+    np.testing.assert_allclose(again.step_limits, by_hand)
+    speed = np.linalg.norm(episodes.sequences[0][:, states[2:]], axis=1).max()
+    assert 0.5 * speed * 0.04 < by_hand[0] <= 1.01 * speed * 0.04  # 4 steps of dt = 0.01 at most at full speed
     with pytest.raises(ConfigError, match="skip must be a positive integer"):
         StateActionEncoder(skip=0)
 
@@ -242,15 +248,78 @@ def test_model_of_another_domain_is_refused(tmp_path) -> None:
         run_planner(api.load_model(tmp_path / "ts"), "Pendulum-v1", episodes=1)
 
 
-def test_maze_planner_runs_closed_loop_with_warm_starts(umaze_small, tmp_path, monkeypatch) -> None:
+@pytest.fixture(scope="module")
+def maze_model(umaze_small, tmp_path_factory) -> Path:
+    """A barely trained maze planner (30 steps): enough to exercise the planning machinery."""
+    import os
+
+    root, dataset_id = umaze_small
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        model = tmp_path_factory.mktemp("maze-model")
+        api.train("rl", dataset_id, model, steps=30, progress=False,
+                  network={"kind": "unet", "dim": 6, "width": 16, "mults": [1, 2], "emb_dim": 16})
+    finally:
+        os.environ.pop("MINARI_DATASETS_PATH", None)
+    return model
+
+
+def _maze_planner(model: Path, **config) -> tuple[Planner, dict]:
+    env = make_env("PointMaze_UMaze-v3", maze_map=EVAL_MAPS["umaze"], continuing_task=True, reset_target=False)
+    obs, _ = env.reset(seed=3)
+    planner = Planner(api.load_model(model), env.observation_space, env.action_space, PlannerConfig(**config))
+    planner._row(obs)  # finds the positional columns
+    env.close()
+    return planner, obs
+
+
+def test_candidates_aim_at_the_goal_by_evenly_spaced_tokens(maze_model) -> None:
+    planner, _ = _maze_planner(maze_model, candidates=4)
+    assert planner.tokens == 32 and planner._goal_tokens(warm=False) == [7, 15, 23, 31]
+    planner.goal_token, planner.since_plan = 20, 8  # the last plan meant to arrive at token 20, 2 tokens ago
+    assert planner._goal_tokens(warm=True) == [7, 18, 23, 31]  # its arrival is kept, replacing the nearest
+    planner.goal_token = 2  # a plan that arrives now: nothing to keep
+    assert planner._goal_tokens(warm=True) == [7, 15, 23, 31]
+    same, _ = _maze_planner(maze_model, candidates=3, spread_goals=False)
+    assert same._goal_tokens(warm=False) == [31, 31, 31]
+
+
+def test_planner_keeps_the_first_plausible_plan_to_reach_the_goal(maze_model) -> None:
+    planner, obs = _maze_planner(maze_model, candidates=3)
+    row = planner._row(obs)
+    pos, goal = row[planner.position_cols], row[planner.goal_cols]
+    limit = np.asarray(planner.encoder.step_limits)[[planner.encoder.kept.index(i) for i in planner.position_cols]]
+    t = np.arange(planner.rows)[:, None]
+
+    def plan(positions: np.ndarray) -> np.ndarray:
+        rows = np.repeat(row[None], planner.rows, axis=0)
+        rows[:, planner.position_cols] = positions
+        return rows
+
+    direction = (goal - pos) / np.linalg.norm(goal - pos)
+    steady = plan(pos + np.minimum(t / 4 * 0.5 * limit.min(), np.linalg.norm(goal - pos)) * direction)
+    teleport = plan(np.where(t >= 4, goal, pos))  # at the goal one token in: faster than any run in the data
+    away = plan(pos - t / 4 * 0.5 * limit.min() * direction)
+    assert planner._overspeed(steady) <= 0.51 and planner._overspeed(teleport) > 2
+    assert planner._arrival(teleport) < planner._arrival(steady)
+    assert planner._choose(np.stack([teleport, away, steady])) == 2
+    assert planner._choose(np.stack([away, teleport])) == 0  # never reaching beats reaching implausibly
+    slower_jump = plan(np.where(t >= 8, goal, pos + (t >= 4) * (goal - pos) / 2))
+    assert planner._choose(np.stack([teleport, slower_jump])) == 1  # all implausible: the least
+    with pytest.raises(ConfigError, match="speed_margin must be > 0"):
+        PlannerConfig(speed_margin=0)
+    with pytest.raises(ConfigError, match="goal_guidance must be >= 0"):
+        PlannerConfig(goal_guidance=-1)
+
+
+def test_maze_planner_runs_closed_loop_with_warm_starts(umaze_small, maze_model, tmp_path, monkeypatch) -> None:
     root, dataset_id = umaze_small
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
-    model = tmp_path / "maze"
-    api.train("rl", dataset_id, model, steps=30, progress=False,
-              network={"kind": "unet", "dim": 6, "width": 16, "mults": [1, 2], "emb_dim": 16})
+    model = maze_model
+    # an untrained model's plans are implausible (and would all be replanned from noise): no speed check here
     result = run_planner(api.load_model(model), "PointMaze_UMaze-v3", episodes=1, max_steps=40,
                          render=tmp_path / "path.png",
-                         config=PlannerConfig(nfe=4, warm_nfe=2, replan_every=8, candidates=2))
+                         config=PlannerConfig(nfe=4, warm_nfe=2, replan_every=8, candidates=2, speed_margin=1e6))
     assert result["controller"] == "states" and result["steps"] == [40]
     assert result["ms_per_plan_cold"] is not None and result["ms_per_plan_warm"] is not None
     assert (tmp_path / "path.png").stat().st_size > 1000
@@ -296,3 +365,18 @@ def test_command_line_makes_data_trains_and_plans(tmp_path) -> None:
     assert missing.returncode == 2 and "trajdiff datasets make pointmaze-umaze" in missing.stderr
     needs_out = run("datasets", "make", "lorenz")
     assert needs_out.returncode == 2 and "pass --out FILE" in needs_out.stderr
+
+
+def test_plan_command_defaults_are_the_planner_defaults() -> None:
+    import dataclasses
+    import inspect
+
+    from trajdiff import cli
+
+    options = {name: p.default.default for name, p in inspect.signature(cli.plan).parameters.items()}
+    defaults = PlannerConfig()
+    shared = [f.name for f in dataclasses.fields(PlannerConfig) if f.name in options]
+    assert {"candidates", "nfe", "warm_nfe", "goal_guidance", "speed_margin", "lookahead"} <= set(shared)
+    for name in shared:
+        if name != "seed":  # the CLI's --seed is the first reset seed and also seeds the planner
+            assert options[name] == getattr(defaults, name), name

@@ -305,7 +305,12 @@ def plan(
     warm_nfe: int = typer.Option(4, min=1, help="Denoising steps of a warm-started replan."),
     warm_level: float = typer.Option(0.8, min=0.01, max=1.0, help="Noise level a warm start re-noises to."),
     no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Plan every time from pure noise."),
-    candidates: int = typer.Option(4, min=1, help="Plans sampled per decision; the one reaching the goal first wins."),
+    candidates: int = typer.Option(12, min=1, help="Plans sampled per decision; the plausible one reaching the "
+                                                   "goal first wins."),
+    goal_guidance: float = typer.Option(10.0, min=0.0, help="Strength of the pull towards the goal (reconstruction "
+                                                            "guidance through the network; 0 = inpainting only)."),
+    speed_margin: float = typer.Option(1.25, min=0.01, help="A plan moving faster than this times the data's "
+                                                            "fastest token-to-token change is implausible."),
     controller: str = typer.Option("auto", help="auto, states (track planned positions) or actions (execute them)."),
     lookahead: int = typer.Option(20, min=0, help="States controller: aim this many steps ahead on the plan."),
     render: Path = typer.Option(None, help="Draw the first episode: .gif (frames) or .png (path and last plan)."),
@@ -320,7 +325,8 @@ def plan(
     try:
         config = PlannerConfig(nfe=nfe, warm_nfe=warm_nfe, warm_level=warm_level, warm_start=not no_warm_start,
                                replan_every=replan_every, candidates=candidates, controller=controller,
-                               lookahead=lookahead, seed=seed)
+                               lookahead=lookahead, goal_guidance=goal_guidance, speed_margin=speed_margin,
+                               seed=seed)
         loaded = api.load_model(model, domain="rl")
         result = run_planner(loaded, env, episodes=episodes, seed=seed, config=config, render=render, out=target,
                              progress=True)

@@ -33,7 +33,7 @@ class StateActionEncoder(Encoder):
 
     def __init__(self, skip: int = 1, drop: tuple[str, ...] | list[str] = GOAL_PREFIXES,
                  columns: list[str] | None = None, normalizer: Normalizer | None = None,
-                 source: dict[str, Any] | None = None) -> None:
+                 source: dict[str, Any] | None = None, step_limits: list[float] | None = None) -> None:
         if not isinstance(skip, int) or skip < 1:
             raise ConfigError(f"skip must be a positive integer, got {skip!r}")
         self.skip = skip
@@ -42,6 +42,7 @@ class StateActionEncoder(Encoder):
         self.columns = columns
         self.normalizer = normalizer or Normalizer("standard")
         self.source = dict(source or {})
+        self.step_limits = None if step_limits is None else [float(v) for v in step_limits]
 
     @property
     def dim(self) -> int:
@@ -66,6 +67,9 @@ class StateActionEncoder(Encoder):
         if not self.kept:
             raise ConfigError(f"every column was dropped by drop={list(self.drop)}; columns: {self.columns}")
         self.normalizer.fit(episodes.concat()[:, self.kept])
+        steps = [np.abs(np.diff(seq[:: self.skip][:, self.kept], axis=0)) for seq in episodes.sequences
+                 if len(seq) > self.skip]
+        self.step_limits = np.concatenate(steps).max(axis=0).tolist() if steps else None
         meta = episodes.meta[0] if episodes.meta else {}
         self.source = {key: meta.get(key) for key in SOURCE_KEYS}
         return self
@@ -108,9 +112,11 @@ class StateActionEncoder(Encoder):
 
     def state_dict(self) -> dict[str, Any]:
         return {"skip": self.skip, "drop": list(self.drop), "columns": self.columns,
-                "normalizer": self.normalizer.state_dict(), "source": self.source}
+                "normalizer": self.normalizer.state_dict(), "source": self.source,
+                "step_limits": self.step_limits}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> StateActionEncoder:
         return cls(skip=int(state["skip"]), drop=tuple(state["drop"]), columns=list(state["columns"]),
-                   normalizer=Normalizer.from_state(state["normalizer"]), source=state.get("source"))
+                   normalizer=Normalizer.from_state(state["normalizer"]), source=state.get("source"),
+                   step_limits=state.get("step_limits"))

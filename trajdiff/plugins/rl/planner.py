@@ -1,20 +1,26 @@
-"""Diffuser-style closed-loop planning: inpaint the present (and the goal), sample, track, replan.
+"""Diffuser-style closed-loop planning: inpaint the present and the goal, sample, check, track, replan.
 
 Every ``replan_every`` environment steps the planner samples ``candidates`` plans with the current
-state held clean in the first token and, in goal-reaching tasks, the goal position held in the
-last token (inpainting; Janner et al., 2022). It keeps the plan that reaches the goal first. A replan
-is warm-started from the previous plan shifted by the steps taken, re-noised to ``warm_level`` and
-denoised in ``warm_nfe`` steps instead of ``nfe``.
+state held clean in the first token (Janner et al., 2022). In goal-reaching tasks candidate ``c``
+must reach the goal by token ``k_c``, evenly spaced over the horizon, so that a goal close by is
+reached soon rather than at the horizon's end after a detour. The goal is imposed twice: its
+position replaces the prediction at token ``k_c`` (inpainting) and a reconstruction-guidance cost
+``|x0_hat[k_c] - goal|^2``, differentiated through the network (DPS, Chung et al., 2023), pulls the
+whole plan towards it; replacement alone left the model's plan untouched and jumping to the goal in
+one token. A plan is plausible when no position moves between tokens faster than ``speed_margin``
+times the largest change in the data (the encoder's ``step_limits``); the planner keeps the
+plausible plan that reaches the goal first. A replan is warm-started from the previous plan
+shifted by the steps taken, re-noised to ``warm_level`` and denoised in ``warm_nfe`` steps, unless
+that plan was implausible.
 
 Two ways to act on a plan: ``"actions"`` executes the planned actions; ``"states"`` tracks the
 planned positions with a PD controller aimed ``lookahead`` steps ahead on the plan (and heads
 straight for the goal once the plan has reached it), which needs positional observations
 (``achieved_goal`` mirrored in the observation). With ``"auto"`` the planner tracks states where
-it can and executes actions elsewhere. On PointMaze UMaze (reset seeds 100-107, the benchmark's model)
-tracking states scored 88.9 and executing the planned actions of the jumpy (every 4th step) plan
-24.6, so "auto" tracks states there; aiming 20 steps ahead
-(chosen on reset seeds 0-7, checked on 100-107: 80.0 -> 88.9 over 2 steps ahead) moves faster
-than following the noisy data's pace.
+it can and executes actions elsewhere: on PointMaze UMaze, tracking states scored 88.9 and executing
+the planned actions of the jumpy (every 4th step) plan 24.6 (reset seeds 100-107). The maze
+defaults (12 candidates, guidance 10, margin 1.25, lookahead 20) were chosen on reset seeds
+100-119; the benchmark reports seeds 0-19.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 import torch
 
 from trajdiff.core import plans, samplers
-from trajdiff.core.guidance import Inpaint
+from trajdiff.core.guidance import CostGradient, Inpaint
 from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.rl.encoder import StateActionEncoder
 from trajdiff.plugins.rl.loader import _flatten, _space_columns
@@ -42,12 +48,15 @@ class PlannerConfig:
     warm_level: float = 0.8
     warm_start: bool = True
     replan_every: int = 8
-    candidates: int = 4
+    candidates: int = 12
     controller: str = "auto"
     kp: float = 10.0
     kd: float = 1.0
     lookahead: int = 20
     goal_radius: float = 0.45
+    spread_goals: bool = True
+    goal_guidance: float = 10.0
+    speed_margin: float = 1.25
     solver: str = "ddim"
     seed: int = 0
 
@@ -59,6 +68,10 @@ class PlannerConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.warm_level <= 1.0:
             raise ConfigError(f"warm_level must be in (0, 1], got {self.warm_level}")
+        if self.goal_guidance < 0:
+            raise ConfigError(f"goal_guidance must be >= 0, got {self.goal_guidance}")
+        if self.speed_margin <= 0:
+            raise ConfigError(f"speed_margin must be > 0, got {self.speed_margin}")
 
 
 @dataclass
@@ -111,6 +124,8 @@ class Planner:
         self.plan_rows: np.ndarray | None = None
         self.since_plan = 0
         self.arrival: int | None = None
+        self.goal_token: int | None = None
+        self.plan_plausible = True
 
     @property
     def goal_task(self) -> bool:
@@ -150,9 +165,27 @@ class Planner:
 
     # ------------------------------------------------------------------------------ planning
 
-    def _conditioning(self, row: np.ndarray) -> tuple[torch.Tensor, list[Inpaint]]:
+    def _goal_tokens(self, warm: bool) -> list[int]:
+        """The token each candidate must reach the goal by. With ``spread_goals`` the candidates aim
+        at evenly spaced tokens (the earliest feasible one is kept), so a goal close by is reached
+        soon instead of at the end of the horizon after a detour; a warm start keeps the previous
+        plan's (shifted) arrival token among them."""
+        last = self.tokens - 1
+        count = self.config.candidates
+        if not self.config.spread_goals:
+            return [last] * count
+        ladder = [max(1, round(self.tokens * (c + 1) / count) - 1) for c in range(count)]
+        previous = self.goal_token
+        if warm and previous is not None:
+            previous -= self.since_plan // self.skip
+            if previous >= 1 and previous not in ladder:
+                nearest = min(range(count), key=lambda c: abs(ladder[c] - previous))
+                ladder[nearest] = previous
+        return sorted(ladder)
+
+    def _conditioning(self, row: np.ndarray, goal_tokens: list[int]) -> tuple[torch.Tensor, list[Inpaint]]:
         """The present as a clean first token (as in training) and, in goal tasks, the goal position
-        inpainted into the last token."""
+        inpainted into token ``goal_tokens[c]`` of candidate ``c``."""
         window = np.repeat(row[None], self.rows, axis=0)
         tokens, _ = self.encoder.encode(window, self.skip)
         present = torch.from_numpy(tokens).float()
@@ -160,19 +193,31 @@ class Planner:
             return present, []
         goal_window = window.copy()
         goal_window[:, self.position_cols] = row[self.goal_cols]
-        goal_tokens, _ = self.encoder.encode(goal_window, self.skip)
-        mask = np.zeros((self.tokens, self.encoder.dim), dtype=bool)
-        mask[-1, [self.encoder.kept.index(i) for i in self.position_cols]] = True
-        return present, [Inpaint(torch.from_numpy(mask), torch.from_numpy(goal_tokens).float())]
+        goal_tokens_values, _ = self.encoder.encode(goal_window, self.skip)
+        mask = np.zeros((len(goal_tokens), self.tokens, self.encoder.dim), dtype=bool)
+        columns = [self.encoder.kept.index(i) for i in self.position_cols]
+        for c, k in enumerate(goal_tokens):
+            mask[c, k, columns] = True
+        mask_t, values_t = torch.from_numpy(mask), torch.from_numpy(goal_tokens_values).float()
+        guides: list[Any] = []
+        if self.config.goal_guidance > 0:
+            def goal_cost(x0: torch.Tensor) -> torch.Tensor:
+                return ((x0 - values_t) ** 2 * mask_t).sum(dim=(1, 2))
+
+            guides.append(CostGradient(goal_cost, scale=self.config.goal_guidance, through_model=True))
+        guides.append(Inpaint(mask_t, values_t))
+        return present, guides
 
     def plan(self, obs: Any) -> np.ndarray:
         """Samples plans from the current observation and keeps the best; returns its rows ``[T, F]``."""
         started = time.perf_counter()
         row = self._row(obs)
         cfg = self.config
-        present, guides = self._conditioning(row)
+        # a plan that moved too fast is not worth refining: plan from noise again
+        warm = cfg.warm_start and self.plan_tokens is not None and self.plan_plausible
+        goal_tokens = self._goal_tokens(warm) if self.goal_task else []
+        present, guides = self._conditioning(row, goal_tokens)
         shape = (cfg.candidates, self.tokens, self.encoder.dim)
-        warm = cfg.warm_start and self.plan_tokens is not None
         if warm:
             shift = self.since_plan // self.skip
             previous = self.plan_tokens[shift:]  # type: ignore[index]
@@ -192,6 +237,8 @@ class Planner:
         best = self._choose(rows)
         self.plan_tokens, self.plan_rows = drawn[best], rows[best]
         self.arrival = self._arrival(rows[best])
+        self.goal_token = goal_tokens[best] if goal_tokens else None
+        self.plan_plausible = self._overspeed(rows[best]) <= cfg.speed_margin
         self.since_plan = 0
         (self.stats.warm_plans if warm else self.stats.plans).append(time.perf_counter() - started)
         return rows[best]
@@ -203,9 +250,20 @@ class Planner:
         hits = np.nonzero(distance <= self.config.goal_radius)[0]
         return int(hits[0]) if len(hits) else None
 
+    def _overspeed(self, rows: np.ndarray) -> float:
+        """How much faster than anything in the data the plan moves its positions between tokens:
+        the largest ratio of a token-to-token change to the data's largest one (<= 1: plausible)."""
+        limits = self.encoder.step_limits
+        if limits is None or not self.position_cols:
+            return 0.0
+        tokens = rows[:: self.skip][:, self.position_cols]
+        bound = np.asarray([limits[self.encoder.kept.index(i)] for i in self.position_cols])
+        return float(np.max(np.abs(np.diff(tokens, axis=0)) / np.maximum(bound, 1e-9)))
+
     def _choose(self, rows: np.ndarray) -> int:
-        """The candidate that reaches the goal first; among those that do not reach it, the one that
-        comes closest (a plan that stays put is never preferred for being short)."""
+        """Among the plans that move no faster than the data allows (``speed_margin``), the one that
+        reaches the goal first, else the one that comes closest (a plan that stays put is never
+        preferred for being short); when every plan is too fast, the least too fast."""
         if not self.goal_task or len(rows) == 1:
             return 0
         scores = []
@@ -213,7 +271,10 @@ class Planner:
             arrival = self._arrival(candidate)
             closest = float(np.min(np.linalg.norm(candidate[:, self.position_cols] - candidate[0, self.goal_cols],
                                                   axis=1)))
-            scores.append((arrival if arrival is not None else len(candidate), closest))
+            overspeed = self._overspeed(candidate)
+            too_fast = overspeed > self.config.speed_margin
+            scores.append((too_fast, overspeed if too_fast else 0.0,
+                           arrival if arrival is not None else len(candidate), closest))
         return int(min(range(len(rows)), key=scores.__getitem__))
 
     # ------------------------------------------------------------------------------ acting
