@@ -109,12 +109,8 @@ def train_scene(scene: str, args: argparse.Namespace, device: torch.device) -> t
         episodes = domain.load(DATA / scene / "train", neighbours=args.neighbours)
     encoder = api.make_encoder(domain, defaults).fit(episodes)
     x, _, _ = api.encode_windows(episodes, encoder, OBS, OBS + PRED, 1)
-    if args.mirror:  # the heading-aligned frame mirrored across its x axis: y, neighbour dy and dvy change sign
-        flip = np.ones(x.shape[-1], dtype=x.dtype)
-        flip[1] = -1.0
-        flip[3::5] = -1.0
-        flip[5::5] = -1.0
-        x = np.concatenate([x, x * flip])
+    if args.mirror:  # the heading-aligned frame mirrored across its x axis (what `trajdiff train` does too)
+        x = domain.augment_windows(x, encoder)
     network = {**defaults.network, "dim": encoder.dim, "width": args.width, "depth": args.depth}
     model = DiffusionModel(network, schedule=defaults.schedule, parametrization=args.parametrization,
                            extra={"domain": "traffic", "encoder": encoder.state_dict(), "defaults": asdict(defaults),
@@ -228,10 +224,13 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--neighbours", type=int, default=4)
     parser.add_argument("--parametrization", default="v", choices=["v", "x0", "eps"])
-    parser.add_argument("--noise", default="independent", choices=["independent", "shared"],
-                        help="per-token training noise levels (the API's default) or one level per window")
-    parser.add_argument("--history-prob", type=float, default=0.75, help="share of training windows with clean history")
-    parser.add_argument("--mirror", action="store_true", help="add mirrored copies of the training windows")
+    traffic = TrafficDomain().defaults()  # the same recipe as `trajdiff train --domain traffic`
+    parser.add_argument("--noise", default=traffic.noise, choices=["independent", "shared"],
+                        help="per-token training noise levels or one level per window")
+    parser.add_argument("--history-prob", type=float, default=traffic.history_prob,
+                        help="share of training windows with clean history")
+    parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
+                        help="add mirrored copies of the training windows (the traffic domain's augmentation)")
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--nfe", type=int, nargs="+", default=[10, 20, 100], help="sampler steps; first is the main")
     parser.add_argument("--solvers", nargs="+", default=[TrafficDomain().defaults().solver],

@@ -166,13 +166,17 @@ def streaming(model: DiffusionModel, encoder: MotionEncoder, test: Episodes, sec
 
 
 def fit(train: Episodes, out: Path, mode: str, history: int, horizon: int, minutes: float,
-        network: dict) -> dict:
-    """Trains a model for ``minutes`` (or reuses the one in ``out``); returns its steps and training seconds."""
-    if not (out / "config.json").exists():
+        network: dict, more_minutes: float = 0.0) -> dict:
+    """Trains a model for ``minutes`` (or reuses the one in ``out``, training it ``more_minutes`` on from
+    its checkpoint); returns its steps and training seconds (all runs together)."""
+    exists = (out / "config.json").exists()
+    if not exists or more_minutes > 0:
+        done = float((out / "seconds.txt").read_text()) if (out / "seconds.txt").exists() else 0.0
         started = time.monotonic()
         train_motion(train, out, mode=mode, history=history, horizon=horizon, patch=PATCH, steps=100_000,
-                     minutes=minutes, batch_size=64, stride=5, network=network)
-        (out / "seconds.txt").write_text(f"{time.monotonic() - started:.1f}\n")
+                     minutes=more_minutes if exists else minutes, batch_size=64, stride=5, network=network,
+                     resume=exists)
+        (out / "seconds.txt").write_text(f"{done + time.monotonic() - started:.1f}\n")
     import json
 
     steps = json.loads((out / "metrics.json").read_text())["step"]
@@ -190,6 +194,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", type=Path, default=None,
                         help="folder for the two trained models; models already there are reused, not retrained")
+    parser.add_argument("--more-minutes", type=float, default=0.0,
+                        help="train a reused forecast model this many minutes more (resumed from its checkpoint)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     quick = args.quick
@@ -205,7 +211,7 @@ def main() -> None:
     minutes = 0.5 if quick else args.minutes
     work = args.models or Path(tempfile.mkdtemp(prefix="trajdiff-motion-"))
     rows: list[dict] = []
-    trained = fit(train, work / "forecast", "forecast", HISTORY, HORIZON, minutes, network)
+    trained = fit(train, work / "forecast", "forecast", HISTORY, HORIZON, minutes, network, args.more_minutes)
     print(f"forecast model: {trained} -> {work / 'forecast'}")
     model = DiffusionModel.load(work / "forecast")
     encoder = MotionEncoder.from_state(model.extra["encoder"])

@@ -142,3 +142,27 @@ def test_cli_sample_and_forecast_write_motion_files(walks, forecaster, streamer,
     assert result.exit_code == 0, result.output
     assert read_bvh(tmp_path / "f.bvh").frames == HISTORY + HORIZON and (tmp_path / "f_s1.bvh").is_file()
     assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_cli_trains_the_stream_recipe_for_sample(tmp_path: Path) -> None:
+    runner = CliRunner()
+    clips = str(MB2 / "07" / "07_03.bvh")
+    result = runner.invoke(app, ["train", "--domain", "motion", "--recipe", "stream", "--data", clips,
+                                 "--out", str(tmp_path / "stream"), "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert "for 3 steps" in result.output
+    extra = DiffusionModel.load(tmp_path / "stream").extra["motion"]
+    assert extra["mode"] == "stream" and "walk" in extra["categories"]
+    result = runner.invoke(app, ["sample", "--model", str(tmp_path / "stream"), "--seconds", "2", "--label", "walk",
+                                 "--out", str(tmp_path / "s.bvh")])
+    assert result.exit_code == 0, result.output
+    assert read_bvh(tmp_path / "s.bvh").frames == 60  # the 1 s seed and 1 s generated
+    result = runner.invoke(app, ["train", "--domain", "motion", "--recipe", "dance", "--data", clips,
+                                 "--out", str(tmp_path / "x"), "--steps", "1"])
+    assert result.exit_code == 2 and "no training recipe 'dance'" in result.output and "stream (" in result.output
+    result = runner.invoke(app, ["train", "--domain", "motion", "--recipe", "stream", "--data", clips,
+                                 "--out", str(tmp_path / "x"), "--steps", "1", "--history", "4"])
+    assert result.exit_code == 2 and "sets its own history" in result.output
+    result = runner.invoke(app, ["train", "--domain", "rl", "--recipe", "stream", "--data", clips,
+                                 "--out", str(tmp_path / "x"), "--steps", "1"])
+    assert result.exit_code == 2 and "domain 'rl' has no training recipe 'stream'; its recipes: none" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import replace
@@ -198,6 +199,35 @@ def test_encoding_is_invariant_to_rotation_and_translation(tmp_path: Path) -> No
     a, _ = encoder.encode(window, 8)
     b, _ = encoder.encode(moved, 8)
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_mirrored_tokens_are_the_encoding_of_the_mirrored_scene(tmp_path: Path) -> None:
+    encoder, episodes = _fitted(tmp_path)
+    window = episodes.sequences[1][:20].copy()
+    window[:, :2] += np.c_[np.zeros(20), 0.02 * np.arange(20.0) ** 1.5]  # a turning agent: y matters
+    mirrored = window.copy()
+    k = (window.shape[1] - 2) // 5
+    mirrored[:, 1] *= -1.0
+    nb = mirrored[:, 2:].reshape(20, k, 5)
+    nb[..., 1] *= -1.0  # dy
+    nb[..., 3] *= -1.0  # dvy
+    tokens, _ = encoder.encode(window, 8)
+    np.testing.assert_allclose(encoder.mirrored(tokens), encoder.encode(mirrored, 8)[0], atol=1e-4)
+    assert np.abs(tokens[:, 1]).max() > 0.1  # the flip is not vacuous
+
+
+def test_training_adds_mirrored_windows_and_keeps_history_clean(tmp_path: Path) -> None:
+    data = _write(tmp_path, _scene())
+    defaults = TrafficDomain().defaults()
+    assert defaults.history_prob == 1.0
+    summary = api.train("traffic", data, tmp_path / "m", steps=1, progress=False,
+                        network={"kind": "transformer", "dim": None, "width": 16, "depth": 1, "heads": 2})
+    loaded = api.load_model(tmp_path / "m")
+    episodes = TrafficDomain().load(data)
+    x, _, _ = api.encode_windows(episodes, loaded.encoder, defaults.history, defaults.length, defaults.stride)
+    assert summary.windows == 2 * len(x) > 0
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved["training"]["history_prob"] == 1.0
 
 
 def test_straight_constant_speed_future_encodes_to_zero_residual_along_x(tmp_path: Path) -> None:

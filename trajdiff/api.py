@@ -117,12 +117,20 @@ def train(
     resume: bool = False,
     load_options: dict[str, Any] | None = None,
     plugins: Plugins | None = None,
+    recipe: str | None = None,
 ) -> TrainSummary:
     """Trains a model for ``domain`` on ``data`` and writes the model directory ``out``.
 
-    ``network`` replaces the domain's default network; ``encoder`` updates its encoder options."""
+    ``network`` replaces the domain's default network; ``encoder`` updates its encoder options.
+    ``recipe`` runs one of the domain's own training recipes (`Domain.recipes`) instead of the
+    generic one; it takes ``steps``, ``minutes``, ``seed``, ``progress`` and ``resume``."""
     registry = _plugins(plugins)
     dom = registry.domain(domain)
+    if recipe is not None:
+        return _train_recipe(dom, recipe, data, out, steps=steps, minutes=minutes, seed=seed, progress=progress,
+                             resume=resume, load_options=load_options,
+                             ignored={"history": history, "horizon": horizon, "batch_size": batch_size, "lr": lr,
+                                      "stride": stride, "network": network, "encoder": encoder})
     defaults = _defaults(dom, history=history, horizon=horizon, steps=steps, batch_size=batch_size, lr=lr,
                          stride=stride)
     if encoder:
@@ -134,6 +142,7 @@ def train(
     if too_short:
         warnings.warn(f"{len(too_short)} episode(s) shorter than one window ({defaults.length} rows) were not "
                       f"used for training: {too_short[:5]}{' ...' if len(too_short) > 5 else ''}", stacklevel=2)
+    x = dom.augment_windows(x, encoder)
     net = dict(network or defaults.network)
     net["dim"] = encoder.dim
     model = DiffusionModel(
@@ -149,7 +158,8 @@ def train(
     )
     config = TrainConfig(
         steps=defaults.steps, batch_size=defaults.batch_size, lr=defaults.lr, history=context_tokens,
-        history_prob=0.75 if context_tokens else 0.0, noise=defaults.noise, max_minutes=minutes, seed=seed,
+        history_prob=defaults.history_prob if context_tokens else 0.0, noise=defaults.noise, max_minutes=minutes,
+        seed=seed,
         progress=progress,
         checkpoint_every=max(100, defaults.steps // 10),
     )
@@ -163,6 +173,24 @@ def train(
     final = float(np.mean(result.losses[-50:])) if result.losses else float("nan")
     return TrainSummary(Path(out), dom.name, result.step, result.seconds, final, int(x.shape[0]), too_short,
                         result.stopped_early)
+
+
+def _train_recipe(dom: Domain, recipe: str, data: Any, out: str | Path, *, steps: int | None, minutes: float | None,
+                  seed: int, progress: bool, resume: bool, load_options: dict[str, Any] | None,
+                  ignored: dict[str, Any]) -> TrainSummary:
+    recipes = dom.recipes()
+    if recipe not in recipes:
+        known = ", ".join(f"{name} ({what})" for name, what in recipes.items()) or "none"
+        raise ConfigError(f"domain {dom.name!r} has no training recipe {recipe!r}; its recipes: {known}")
+    given = sorted(name for name, value in ignored.items() if value)
+    if given:
+        raise ConfigError(f"the {recipe!r} recipe of domain {dom.name!r} sets its own {', '.join(given)}; "
+                          "leave them out (or train without --recipe)")
+    episodes = dom.load(data, **(load_options or {}))
+    result = dom.train_recipe(recipe, episodes, Path(out), steps=steps, minutes=minutes, seed=seed,
+                              progress=progress, resume=resume)
+    return TrainSummary(Path(out), dom.name, int(result["steps"]), float(result["seconds"]),
+                        float(result["final_loss"]), int(result["windows"]))
 
 
 @dataclass

@@ -71,6 +71,9 @@ def plugins() -> None:
             target = f" (domain {row.domain})" if kind != "domain" and row.domain else ""
             summary = f"  {row.summary}" if row.summary else ""
             typer.echo(f"  {row.name:<18}{where}{target}{summary}")
+            if kind == "domain":
+                for recipe, what in registry.domain(row.name).recipes().items():
+                    typer.echo(f"  {'':<18}--recipe {recipe}: {what}")
     if registry.failures:
         typer.secho("Plugins that failed", bold=True, fg=typer.colors.YELLOW)
         for failure in registry.failures:
@@ -179,6 +182,8 @@ def train(
     stride: int = typer.Option(None, min=1, help="Step between training windows."),
     seed: int = typer.Option(0, help="Random seed."),
     resume: bool = typer.Option(False, help="Continue training the model in --out."),
+    recipe: str = typer.Option(None, help="One of the domain's own training recipes (`trajdiff plugins` lists "
+                                          "them), e.g. motion's `stream` model for `trajdiff sample`."),
     load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
 ) -> None:
     """Train a model for a domain on a data file."""
@@ -187,7 +192,7 @@ def train(
     try:
         summary = api.train(domain, data, out, steps=steps, minutes=minutes, history=history, horizon=horizon,
                             batch_size=batch_size, stride=stride, seed=seed, resume=resume,
-                            load_options=_parse_options(load_option))
+                            load_options=_parse_options(load_option), recipe=recipe)
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"trained {summary.domain} model for {summary.steps} steps in {summary.seconds:.0f} s on "

@@ -60,6 +60,9 @@ class ModelDefaults:
     noise: str = "independent"
     """Training noise levels per token: "independent" (Diffusion Forcing: any plan works) or "shared"
     (one level per window, which suits full-sequence sampling such as planning)."""
+    history_prob: float = 0.75
+    """Share of training windows whose history tokens are held clean (as when forecasting); the rest
+    are noised like the future, which also teaches unconditional generation."""
 
     @property
     def length(self) -> int:
@@ -173,6 +176,23 @@ class Domain(ABC):
         """Draws forecasts the domain's way (e.g. positions on a map); None falls back to the generic
         per-column plot."""
         return None
+
+    def augment_windows(self, windows: np.ndarray, encoder: Encoder) -> np.ndarray:
+        """Training windows ``[N, T, D]`` (encoded) -> the windows to train on, e.g. with mirrored copies
+        added where the domain is symmetric. Default: unchanged."""
+        return windows
+
+    def recipes(self) -> dict[str, str]:
+        """Training recipes besides the generic one, by name -> what the model is for (e.g. a motion
+        model for endless synthesis). `trajdiff train --recipe NAME` runs one through `train_recipe`."""
+        return {}
+
+    def train_recipe(self, recipe: str, episodes: Episodes, out: Path, *, steps: int | None = None,
+                     minutes: float | None = None, seed: int = 0, progress: bool = False,
+                     resume: bool = False) -> dict[str, Any]:
+        """Trains the named recipe on ``episodes`` into the model directory ``out``; returns a dict
+        with ``steps``, ``seconds``, ``final_loss`` and ``windows``."""
+        raise NotImplementedError(f"domain {self.name!r} has no training recipes")
 
     def future_times(self, times: np.ndarray, count: int) -> np.ndarray:
         """Time stamps of ``count`` steps after ``times`` (default: continue the last interval)."""

@@ -58,6 +58,31 @@ class MotionDomain(Domain):
             encoder={"patch": 2},
         )
 
+    def recipes(self) -> dict[str, str]:
+        return {
+            "forecast": "label-conditioned prediction, 1 s of history and 2 s ahead (trajdiff forecast)",
+            "stream": "label-conditioned endless synthesis through the rolling plan (trajdiff sample --label)",
+        }
+
+    def train_recipe(self, recipe: str, episodes: Episodes, out: Path, *, steps: int | None = None,
+                     minutes: float | None = None, seed: int = 0, progress: bool = False,
+                     resume: bool = False) -> dict[str, Any]:
+        """The two label-conditioned models of `train_motion` with this domain's defaults ("stream" rolls
+        windows as long as the history); a time budget alone trains until it runs out."""
+        from trajdiff.plugins.motion.synthesis import train_motion
+
+        if recipe not in self.recipes():
+            raise ConfigError(f"unknown motion recipe {recipe!r}; choose one of {sorted(self.recipes())}")
+        d = self.defaults()
+        horizon = d.horizon if recipe == "forecast" else d.history
+        network = {key: value for key, value in d.network.items() if key != "dim"}
+        trained = train_motion(episodes, out, mode=recipe, history=d.history, horizon=horizon,
+                               patch=int(d.encoder["patch"]), steps=steps or (1_000_000 if minutes else d.steps),
+                               minutes=minutes, batch_size=d.batch_size, lr=d.lr, stride=d.stride, network=network,
+                               seed=seed, progress=progress, resume=resume)
+        return {"steps": trained.steps, "seconds": trained.seconds, "final_loss": trained.final_loss,
+                "windows": trained.windows}
+
     # -------------------------------------------------------------------------------- guides, metrics
     def encoder(self) -> MotionEncoder:
         """The encoder of the model this domain instance last loaded or trained (guides and metrics use it)."""

@@ -145,9 +145,12 @@ def train_motion(
     categories: Sequence[str] = CATEGORIES,
     seed: int = 0,
     progress: bool = False,
+    resume: bool = False,
 ) -> TrainedMotion:
     """Trains a label-conditioned motion model on clips (``history`` + ``horizon`` frames per window; in
-    ``stream`` mode these are the clean context and the rolling window) and writes ``out``."""
+    ``stream`` mode these are the clean context and the rolling window) and writes ``out``. With
+    ``resume`` a model already in ``out`` (same network) trains on from its checkpoint: ``minutes``
+    more, up to ``steps`` in all."""
     if mode not in MODES:
         raise ConfigError(f"unknown motion training mode {mode!r}; choose one of {list(MODES)}")
     if history % patch or horizon % patch:
@@ -183,7 +186,7 @@ def train_motion(
         checkpoint_every=max(100, steps // 5), warmup_steps=min(100, steps // 10 + 1),
     )
     torch.manual_seed(seed)
-    result = Trainer(model, TrainData(torch.from_numpy(x), cond=cond), config, out_dir=out, resume=False,
+    result = Trainer(model, TrainData(torch.from_numpy(x), cond=cond), config, out_dir=out, resume=resume,
                      metadata={"windows": int(len(x)), "episodes": len(episodes)}).fit()
     final = float(np.mean(result.losses[-50:])) if result.losses else float("nan")
     return TrainedMotion(Path(out), mode, result.step, result.seconds, final, int(len(x)))

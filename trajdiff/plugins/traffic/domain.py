@@ -111,8 +111,16 @@ class TrafficDomain(Domain):
             nfe=10,
             samples=20,
             noise="shared",  # one level per window, as in the benchmark (full-sequence sampling)
+            history_prob=1.0,  # the 8 observed steps are always given when forecasting
             encoder={"rotate": True, "residual": "cv"},
         )
+
+    def augment_windows(self, windows: np.ndarray, encoder: Any) -> np.ndarray:
+        """Adds each training window's mirror image across the heading axis (heading-aligned frames
+        only), doubling the data as the ETH/UCY benchmark does."""
+        if not getattr(encoder, "rotate", False):
+            return windows
+        return np.concatenate([windows, encoder.mirrored(windows)])
 
     def costs(self) -> dict[str, Cost]:
         """``collision`` (agents of one scene sampled jointly) and ``speed`` (a speed limit); both bind

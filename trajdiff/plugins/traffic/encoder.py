@@ -87,6 +87,19 @@ class TrackEncoder(Encoder):
         """Columns a forecast produces: the agent's own x and y."""
         return [0, 1]
 
+    def mirrored(self, tokens: np.ndarray) -> np.ndarray:
+        """Tokens ``[..., T, D]`` reflected across the heading axis (y -> -y for the agent and its
+        neighbours' offsets and velocities): as likely a motion as the original, since nothing here
+        knows the scene's layout."""
+        self._check_fitted()
+        flip = np.ones(self.dim, dtype=np.float32)
+        flip[1] = -1.0
+        for k in range(self.neighbours or 0):
+            base = 2 + FIELDS * k
+            flip[base + NEIGHBOUR_FIELDS.index("dy")] = -1.0
+            flip[base + NEIGHBOUR_FIELDS.index("dvy")] = -1.0
+        return tokens * flip
+
     def fit(self, episodes: Episodes) -> TrackEncoder:
         """Infers the neighbour count from the columns and learns per-feature scales (std) from windows."""
         if len(episodes.columns) < 2 or (len(episodes.columns) - 2) % FIELDS:
