@@ -117,11 +117,8 @@ def train_scene(scene: str, args: argparse.Namespace, device: torch.device) -> t
                                   "trajdiff_version": __version__})
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, history=OBS,
                          history_prob=args.history_prob, noise=args.noise, max_minutes=args.minutes, seed=args.seed,
-                         progress=False, warmup_steps=min(200, args.steps // 10))
-    trainer = Trainer(model, TrainData(torch.from_numpy(x)), config)
-    trainer.device = device  # the Trainer keeps one process on the CPU; a benchmark may move it
-    model.to(device)
-    result = trainer.fit()
+                         progress=False, warmup_steps=min(200, args.steps // 10), device=str(device))
+    result = Trainer(model, TrainData(torch.from_numpy(x)), config).fit()
     model.eval()
     info = {"windows": int(x.shape[0]), "steps": result.step, "train_seconds": round(result.seconds, 1),
             "final_loss": float(np.mean(result.losses[-100:])), "parameters": sum(p.numel() for p in

@@ -331,8 +331,12 @@ def test_cli_train_forecast_round_trip_and_errors(tmp_path: Path) -> None:
     model = tmp_path / "model"
     runner = CliRunner()
     result = runner.invoke(app, ["train", "--domain", "traffic", "--data", str(data), "--out", str(model),
-                                 "--steps", "20", "--batch-size", "16"])
+                                 "--steps", "20", "--batch-size", "16", "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    if not torch.cuda.is_available():
+        result = runner.invoke(app, ["train", "--domain", "traffic", "--data", str(data), "--out",
+                                     str(tmp_path / "gpu"), "--steps", "1", "--device", "cuda"])
+        assert result.exit_code == 2 and "no CUDA GPU here" in result.output
     out, plot = tmp_path / "f.csv", tmp_path / "f.png"
     result = runner.invoke(app, ["forecast", "--model", str(model), "--data", str(data), "--samples", "3",
                                  "--out", str(out), "--plot", str(plot), "--cost", "collision=0.1", "--nfe", "4"])

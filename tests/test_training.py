@@ -204,6 +204,20 @@ def test_bad_training_input_is_a_clear_error() -> None:
         Trainer(small_model(), TrainData(sine_windows(8, seed=0)), TrainConfig(history=30, progress=False))
     with pytest.raises(ConfigError, match="unknown noise sampling"):
         Trainer(small_model(), TrainData(sine_windows(8, seed=0)), TrainConfig(noise="pyramid", progress=False))
+    for device, message in (("tpu", "use 'cpu', 'cuda' or 'cuda:N'"), ("banana", "unknown training device")):
+        with pytest.raises(ConfigError, match=message):
+            Trainer(small_model(), TrainData(sine_windows(8, seed=0)), TrainConfig(device=device, progress=False))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="torch sees no CUDA GPU here"):
+            Trainer(small_model(), TrainData(sine_windows(8, seed=0)), TrainConfig(device="cuda", progress=False))
+
+
+def test_training_runs_on_the_requested_device() -> None:
+    model = small_model()
+    trainer = Trainer(model, TrainData(sine_windows(8, seed=0)),
+                      TrainConfig(steps=2, batch_size=4, warmup_steps=1, device="cpu", progress=False))
+    assert trainer.device == torch.device("cpu") and trainer.fit().step == 2
+    assert all(p.device.type == "cpu" for p in model.network.parameters())
 
 
 DDP_SCRIPT = textwrap.dedent(

@@ -118,19 +118,21 @@ def train(
     load_options: dict[str, Any] | None = None,
     plugins: Plugins | None = None,
     recipe: str | None = None,
+    device: str | None = None,
 ) -> TrainSummary:
     """Trains a model for ``domain`` on ``data`` and writes the model directory ``out``.
 
     ``network`` replaces the domain's default network; ``encoder`` updates its encoder options.
     ``recipe`` runs one of the domain's own training recipes (`Domain.recipes`) instead of the
-    generic one; it takes ``steps``, ``minutes``, ``seed``, ``progress`` and ``resume``."""
+    generic one; it takes ``steps``, ``minutes``, ``seed``, ``progress`` and ``resume``. ``device``:
+    "cpu" (default), "cuda" or "cuda:N"; the written model loads on any machine."""
     registry = _plugins(plugins)
     dom = registry.domain(domain)
     if recipe is not None:
         return _train_recipe(dom, recipe, data, out, steps=steps, minutes=minutes, seed=seed, progress=progress,
                              resume=resume, load_options=load_options,
                              ignored={"history": history, "horizon": horizon, "batch_size": batch_size, "lr": lr,
-                                      "stride": stride, "network": network, "encoder": encoder})
+                                      "stride": stride, "network": network, "encoder": encoder, "device": device})
     defaults = _defaults(dom, history=history, horizon=horizon, steps=steps, batch_size=batch_size, lr=lr,
                          stride=stride)
     if encoder:
@@ -159,7 +161,7 @@ def train(
     config = TrainConfig(
         steps=defaults.steps, batch_size=defaults.batch_size, lr=defaults.lr, history=context_tokens,
         history_prob=defaults.history_prob if context_tokens else 0.0, noise=defaults.noise, max_minutes=minutes,
-        seed=seed,
+        seed=seed, device=device,
         progress=progress,
         checkpoint_every=max(100, defaults.steps // 10),
     )

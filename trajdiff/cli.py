@@ -184,6 +184,7 @@ def train(
     resume: bool = typer.Option(False, help="Continue training the model in --out."),
     recipe: str = typer.Option(None, help="One of the domain's own training recipes (`trajdiff plugins` lists "
                                           "them), e.g. motion's `stream` model for `trajdiff sample`."),
+    device: str = typer.Option(None, help="cpu (default), cuda or cuda:N."),
     load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
 ) -> None:
     """Train a model for a domain on a data file."""
@@ -192,7 +193,7 @@ def train(
     try:
         summary = api.train(domain, data, out, steps=steps, minutes=minutes, history=history, horizon=horizon,
                             batch_size=batch_size, stride=stride, seed=seed, resume=resume,
-                            load_options=_parse_options(load_option), recipe=recipe)
+                            load_options=_parse_options(load_option), recipe=recipe, device=device)
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"trained {summary.domain} model for {summary.steps} steps in {summary.seconds:.0f} s on "

@@ -140,6 +140,8 @@ class TrainConfig:
     max_minutes: float | None = None
     seed: int = 0
     progress: bool = True
+    device: str | None = None
+    """Where one process trains ("cpu", "cuda", "cuda:1"); None: the CPU, or one GPU per rank under torchrun."""
 
     def validate(self, horizon: int) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -152,6 +154,24 @@ class TrainConfig:
             raise ConfigError(f"history must be in [0, {horizon - 1}] for sequences of {horizon} tokens")
         if not 0.0 <= self.cond_dropout < 1.0 or not 0.0 <= self.history_prob <= 1.0:
             raise ConfigError("cond_dropout must be in [0, 1) and history_prob in [0, 1]")
+
+
+def _device(requested: str | None, rank: int, world: int) -> torch.device:
+    """The training device: the requested one (checked), else one GPU per rank under torchrun, else the CPU."""
+    if requested is None:
+        if torch.cuda.is_available() and world > 1:
+            return torch.device(f"cuda:{rank % torch.cuda.device_count()}")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ConfigError(f"unknown training device {requested!r}; use 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"training device {requested!r} asked for, but torch sees no CUDA GPU here "
+                          f"(torch {torch.__version__}); train on 'cpu'")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"training device {requested!r} is not supported; use 'cpu', 'cuda' or 'cuda:N'")
+    return device
 
 
 @dataclass
@@ -208,8 +228,7 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.metadata = dict(metadata or {})
         self.rank, self.world = _distributed()
-        self.device = torch.device(f"cuda:{self.rank % torch.cuda.device_count()}") if (
-            torch.cuda.is_available() and self.world > 1) else torch.device("cpu")
+        self.device = _device(self.config.device, self.rank, self.world)
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.network.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
