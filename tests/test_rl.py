@@ -284,6 +284,16 @@ def test_candidates_aim_at_the_goal_by_evenly_spaced_tokens(maze_model) -> None:
     assert same._goal_tokens(warm=False) == [31, 31, 31]
 
 
+def test_planner_warns_when_a_model_has_no_step_limits(maze_model) -> None:
+    loaded = api.load_model(maze_model)
+    loaded.encoder.step_limits = None  # as in models trained before the encoder recorded them
+    env = make_env("PointMaze_UMaze-v3", maze_map=EVAL_MAPS["umaze"], continuing_task=True, reset_target=False)
+    with pytest.warns(UserWarning, match="no step_limits .* not checked for plausibility"):
+        planner = Planner(loaded, env.observation_space, env.action_space, PlannerConfig())
+    env.close()
+    assert planner._overspeed(np.zeros((planner.rows, len(planner.encoder.columns)))) == 0.0
+
+
 def test_planner_keeps_the_first_plausible_plan_to_reach_the_goal(maze_model) -> None:
     planner, obs = _maze_planner(maze_model, candidates=3)
     row = planner._row(obs)

@@ -26,6 +26,7 @@ defaults (12 candidates, guidance 10, margin 1.25, lookahead 20) were chosen on 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from trajdiff.core import plans, samplers
-from trajdiff.core.guidance import CostGradient, Inpaint
+from trajdiff.core.guidance import BaseGuide, CostGradient, Inpaint
 from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.rl.encoder import StateActionEncoder
 from trajdiff.plugins.rl.loader import _flatten, _space_columns
@@ -91,6 +92,10 @@ class Planner:
         self.loaded = loaded
         self.config = config or PlannerConfig()
         self.encoder: StateActionEncoder = loaded.encoder
+        if self.encoder.step_limits is None:
+            warnings.warn("this model's encoder has no step_limits (trained before they were recorded): plans are "
+                          "not checked for plausibility; retrain it, or see benchmarks/pointmaze.py add_step_limits",
+                          stacklevel=2)
         self.model = loaded.model
         self.denoise = self.model.denoiser(ema=True)
         self.observation_space, self.action_space = observation_space, action_space
@@ -183,7 +188,7 @@ class Planner:
                 ladder[nearest] = previous
         return sorted(ladder)
 
-    def _conditioning(self, row: np.ndarray, goal_tokens: list[int]) -> tuple[torch.Tensor, list[Inpaint]]:
+    def _conditioning(self, row: np.ndarray, goal_tokens: list[int]) -> tuple[torch.Tensor, list[BaseGuide]]:
         """The present as a clean first token (as in training) and, in goal tasks, the goal position
         inpainted into token ``goal_tokens[c]`` of candidate ``c``."""
         window = np.repeat(row[None], self.rows, axis=0)
@@ -199,7 +204,7 @@ class Planner:
         for c, k in enumerate(goal_tokens):
             mask[c, k, columns] = True
         mask_t, values_t = torch.from_numpy(mask), torch.from_numpy(goal_tokens_values).float()
-        guides: list[Any] = []
+        guides: list[BaseGuide] = []
         if self.config.goal_guidance > 0:
             def goal_cost(x0: torch.Tensor) -> torch.Tensor:
                 return ((x0 - values_t) ** 2 * mask_t).sum(dim=(1, 2))
