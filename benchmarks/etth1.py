@@ -160,19 +160,23 @@ def _base(encoder, contexts: np.ndarray, frames: list[dict]) -> np.ndarray:
                      for j in range(len(frames))])
 
 
-def _recentre(samples: np.ndarray, base: np.ndarray, weight: float) -> np.ndarray:
-    """Shifts each window's samples so that their median moves to ``base + weight (median - base)``;
-    the spread is kept."""
+def _recentre(samples: np.ndarray, base: np.ndarray, weight: float | np.ndarray) -> np.ndarray:
+    """Shifts each window's samples so that their median moves to ``base + weight (median - base)``
+    (``weight``: one number, or one per variable); the spread is kept."""
     median = np.median(samples, axis=0)
-    return samples - (1.0 - weight) * (median - base)
+    return samples - (1.0 - np.asarray(weight)) * (median - base)
 
 
-def _recentre_weight(samples: np.ndarray, base: np.ndarray, truth: np.ndarray) -> float:
-    """The weight on the diffusion median (vs the ridge base) with the lowest MSE, on a grid of 0.1."""
+def _recentre_weight(samples: np.ndarray, base: np.ndarray, truth: np.ndarray, per_variable: bool = False
+                     ) -> float | np.ndarray:
+    """The weight on the diffusion median (vs the ridge base) with the lowest MSE, on a grid of 0.1;
+    with ``per_variable`` one weight per variable (last axis)."""
     median = np.median(samples, axis=0)
     grid = np.linspace(0.0, 1.0, 11)
-    errors = [float(np.mean((base + w * (median - base) - truth) ** 2)) for w in grid]
-    return float(grid[int(np.argmin(errors))])
+    axes = (0, 1) if per_variable else None
+    errors = np.stack([np.mean((base + w * (median - base) - truth) ** 2, axis=axes) for w in grid])
+    best = grid[np.argmin(errors, axis=0)]
+    return best if per_variable else float(best)
 
 
 def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, horizon: int,
@@ -205,8 +209,11 @@ def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, h
     contexts, frames = _encode(encoder, x_val, horizon)
     val_samples = _forecast(loaded, contexts, frames, args.samples, 10, args.seed + 1)
     factor = _spread_factor(val_samples, y_val)
-    weight = _recentre_weight(val_samples, _base(encoder, contexts, frames), y_val)
-    print(f"  h={horizon}: spread factor {factor:.2f}, weight on the diffusion median {weight:.1f} (validation)")
+    val_base = _base(encoder, contexts, frames)
+    weight = _recentre_weight(val_samples, val_base, y_val)
+    weights = _recentre_weight(val_samples, val_base, y_val, per_variable=True)
+    print(f"  h={horizon}: spread factor {factor:.2f}, weight on the diffusion median {weight:.1f}, per variable "
+          f"{np.round(weights, 1).tolist()} (validation)")
     x_test, y_test = windows(test, horizon)
     if args.max_windows and len(x_test) > args.max_windows:
         keep = np.linspace(0, len(x_test) - 1, args.max_windows).round().astype(int)
@@ -228,6 +235,10 @@ def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, h
                      **sample_scores(median + factor * (samples - median), y_test)})
         rows.append({"method": "trajdiff, recentred on validation", **common, "median_weight": weight,
                      **sample_scores(_recentre(samples, base, weight), y_test)})
+        if not args.channel_independent:
+            rows.append({"method": "trajdiff, recentred per variable on validation", **common,
+                         "median_weight": np.round(weights, 1).tolist(),
+                         **sample_scores(_recentre(samples, base, weights), y_test)})
     ridge = {"method": "ridge base (trajdiff encoder)", "horizon": horizon, "windows": len(x_test),
              **point_scores(base, y_test), "validation_rounds": history}
     return rows, ridge

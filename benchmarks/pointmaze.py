@@ -33,6 +33,7 @@ from trajdiff.plugins.rl.planner import PlannerConfig  # noqa: E402
 from trajdiff.plugins.rl.rollout import run_planner  # noqa: E402
 
 HORIZONS = {"umaze": 128, "medium": 256, "large": 384}  # plan length in steps, as Diffuser's maze2d configs
+SKIPS = {"umaze": 4, "medium": 4, "large": 8}  # steps per token: large plans every 8th state (48 tokens)
 ENV_IDS = {"umaze": "PointMaze_UMaze-v3", "medium": "PointMaze_Medium-v3", "large": "PointMaze_Large-v3"}
 DIFFUSER = {"umaze": 113.9, "medium": 121.5, "large": 123.0}  # Janner et al. (2022), D4RL maze2d-v1
 
@@ -49,14 +50,15 @@ def ensure_dataset(maze: str, steps: int, root: Path) -> str:
     return make_pointmaze(maze, steps, root=root, overwrite=True, progress=False)
 
 
-def add_step_limits(model_dir: Path, dataset_id: str) -> None:
+def add_data_statistics(model_dir: Path, dataset_id: str) -> None:
     """Models trained before the encoder recorded ``step_limits`` (the data's largest token-to-token
-    changes, which the planner's plausibility check reads) get them from their data set, after a check
-    that the data set is the one they were trained on (same normalizer statistics)."""
+    changes) or ``support`` (the grid of positions the data visited), both read by the planner's
+    plausibility check, get them from their data set, after a check that the data set is the one
+    they were trained on (same normalizer statistics)."""
     config_path = model_dir / "config.json"
     config = json.loads(config_path.read_text())
     state = config["extra"]["encoder"]
-    if state.get("step_limits") is not None:
+    if state.get("step_limits") is not None and state.get("support") is not None:
         return
     from trajdiff.plugins.rl.encoder import StateActionEncoder
     from trajdiff.plugins.rl.loader import load_minari
@@ -65,9 +67,12 @@ def add_step_limits(model_dir: Path, dataset_id: str) -> None:
     fitted, stored = refit.normalizer.state_dict(), state["normalizer"]
     if not all(np.allclose(fitted[key], stored[key], rtol=1e-6) for key in ("shift", "scale")):
         raise SystemExit(f"{model_dir} was not trained on {dataset_id} (normalizer differs); retrain it")
-    state["step_limits"] = refit.step_limits
+    refitted = refit.state_dict()
+    for key in ("step_limits", "support"):
+        if state.get(key) is None:
+            state[key] = refitted[key]
+            print(f"{model_dir}: recorded the data's {key}")
     config_path.write_text(json.dumps(config, indent=2))
-    print(f"{model_dir}: recorded the data's step limits {refit.step_limits}")
 
 
 def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
@@ -85,18 +90,21 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
         cpu_min = trained.get("cpu_minutes") or trained.get("cpu_minutes_at_most", float("nan"))
         train_steps = trained.get("steps", -1)
     else:
+        skip = SKIPS[maze]  # the first token (skip rows) is the present
         summary = api.train("rl", dataset_id, model_dir, minutes=args.minutes, steps=args.train_steps,
-                            horizon=horizon - 4, progress=False, seed=args.seed)
+                            history=skip, horizon=horizon - skip, encoder={"skip": skip}, progress=False,
+                            seed=args.seed)
         train_s, train_steps = summary.seconds, summary.steps
         cpu_min = (time.process_time() - cpu0) / 60
         record.write_text(json.dumps({"seconds": train_s, "cpu_minutes": cpu_min, "steps": train_steps,
                                       "runs": [{"seconds": train_s, "cpu_minutes": cpu_min, "steps": train_steps}]}))
     results = {}
-    add_step_limits(model_dir, dataset_id)
+    add_data_statistics(model_dir, dataset_id)
     loaded = api.load_model(model_dir, domain="rl")
     for warm in (True, False):
         config = PlannerConfig(warm_start=warm, candidates=args.candidates, replan_every=args.replan_every,
-                               nfe=args.nfe, warm_nfe=args.warm_nfe)
+                               nfe=args.nfe, warm_nfe=args.warm_nfe, support_check=args.support_check,
+                               support_guidance=args.support_guidance)
         episodes = args.episodes if warm else args.cold_episodes
         render = Path(args.models) / f"{maze}.png" if warm else None
         results[warm] = run_planner(loaded, ENV_IDS[maze], episodes=episodes, seed=args.seeds_from, config=config,
@@ -129,6 +137,8 @@ def main() -> None:
     parser.add_argument("--replan-every", type=int, default=defaults.replan_every)
     parser.add_argument("--nfe", type=int, default=defaults.nfe)
     parser.add_argument("--warm-nfe", type=int, default=defaults.warm_nfe)
+    parser.add_argument("--support-check", action=argparse.BooleanOptionalAction, default=defaults.support_check)
+    parser.add_argument("--support-guidance", type=float, default=defaults.support_guidance)
     parser.add_argument("--seeds-from", type=int, default=0, help="first reset seed (planner settings were "
                         "chosen on seeds 100-119)")
     parser.add_argument("--threads", type=int, default=2)

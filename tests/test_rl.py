@@ -18,6 +18,7 @@ from trajdiff.plugins.rl.loader import load_minari
 from trajdiff.plugins.rl.mazes import ENV_IDS, EVAL_MAPS, MazeGrid, WaypointController
 from trajdiff.plugins.rl.planner import Planner, PlannerConfig
 from trajdiff.plugins.rl.rollout import normalized_score, run_planner
+from trajdiff.plugins.rl.support import VisitedGrid
 
 
 @pytest.fixture
@@ -284,7 +285,7 @@ def test_candidates_aim_at_the_goal_by_evenly_spaced_tokens(maze_model) -> None:
     assert same._goal_tokens(warm=False) == [31, 31, 31]
 
 
-def test_planner_warns_when_a_model_has_no_step_limits(maze_model) -> None:
+def test_planner_warns_when_a_model_lacks_the_data_statistics(maze_model) -> None:
     loaded = api.load_model(maze_model)
     loaded.encoder.step_limits = None  # as in models trained before the encoder recorded them
     env = make_env("PointMaze_UMaze-v3", maze_map=EVAL_MAPS["umaze"], continuing_task=True, reset_target=False)
@@ -292,10 +293,14 @@ def test_planner_warns_when_a_model_has_no_step_limits(maze_model) -> None:
         planner = Planner(loaded, env.observation_space, env.action_space, PlannerConfig())
     env.close()
     assert planner._overspeed(np.zeros((planner.rows, len(planner.encoder.columns)))) == 0.0
+    loaded.encoder.support = None  # models trained before the encoder recorded where the data went
+    loaded.encoder.step_limits = [1.0] * loaded.encoder.dim
+    with pytest.warns(UserWarning, match="no support .* support_check and support_guidance have no effect"):
+        Planner(loaded, env.observation_space, env.action_space, PlannerConfig())
 
 
 def test_planner_keeps_the_first_plausible_plan_to_reach_the_goal(maze_model) -> None:
-    planner, obs = _maze_planner(maze_model, candidates=3)
+    planner, obs = _maze_planner(maze_model, candidates=3, support_check=False)  # speed alone here
     row = planner._row(obs)
     pos, goal = row[planner.position_cols], row[planner.goal_cols]
     limit = np.asarray(planner.encoder.step_limits)[[planner.encoder.kept.index(i) for i in planner.position_cols]]
@@ -320,6 +325,91 @@ def test_planner_keeps_the_first_plausible_plan_to_reach_the_goal(maze_model) ->
         PlannerConfig(speed_margin=0)
     with pytest.raises(ConfigError, match="goal_guidance must be >= 0"):
         PlannerConfig(goal_guidance=-1)
+
+
+def test_visited_grid_holds_the_data_and_its_neighbourhood_only() -> None:
+    rng = np.random.default_rng(0)
+    below, above = rng.uniform([0, 0], [4, 1], (5000, 2)), rng.uniform([0, 2], [4, 3], (5000, 2))
+    grid = VisitedGrid.fit(np.concatenate([below, above]))  # a wall 1 unit thick between y = 1 and 2
+    assert grid.cell == pytest.approx(4 / 64, rel=0.01)
+    assert grid.contains(np.concatenate([below, above])).all()
+    assert not grid.contains(np.array([[2.0, 1.5], [1.0, 1.3], [3.0, 1.7]])).any()  # inside the wall
+    assert grid.contains(np.array([2.0, 1.0 + 0.5 * grid.cell]))  # one cell of tolerance
+    assert not grid.contains(np.array([[-5.0, 0.5], [2.0, 9.0], [np.nan, 0.5]])).any()  # off the grid
+    again = VisitedGrid.from_state(json.loads(json.dumps(grid.state_dict())))
+    probe = rng.uniform([-1, -1], [5, 4], (2000, 2))
+    np.testing.assert_array_equal(again.contains(probe), grid.contains(probe))
+    assert 0.4 < grid.coverage < 0.8
+    # distance to the support: 0 inside, about half the wall's thickness in its middle, less near its
+    # faces, growing off the grid; its gradient leads out of the wall by the nearer face
+    probe = torch.tensor([[2.0, 0.5], [2.0, 1.5], [2.0, 1.2], [2.0, 1.8], [-3.0, 0.5]], requires_grad=True)
+    distance = grid.distance(probe)
+    distance.sum().backward()
+    distance = distance.detach()
+    assert distance[0] == 0.0
+    assert 0.5 - 2.5 * grid.cell < distance[1] < 0.5 and distance[2] < distance[1] and distance[3] < distance[1]
+    assert float(distance[4]) == pytest.approx(3.0, abs=2 * grid.cell)
+    assert probe.grad[2, 1] > 0 and probe.grad[3, 1] < 0 and probe.grad[4, 0] < 0
+    with pytest.raises(DataError, match="needs points"):
+        VisitedGrid.fit(np.zeros((10, 4)))
+
+
+def _detour(episodes, rows: int) -> np.ndarray:
+    """A stretch of a data episode from the UMaze's upper arm to its lower arm (around the wall at
+    y = 0, x < 0.5), resampled to ``rows`` positions."""
+    columns = [episodes.columns.index("achieved_goal[0]"), episodes.columns.index("achieved_goal[1]")]
+    for seq in episodes.sequences:
+        xy = seq[:, columns]
+        starts = np.nonzero((xy[:, 0] < 0.0) & (xy[:, 1] > 0.6))[0]
+        for start in starts[:1]:
+            ends = np.nonzero((xy[start:, 0] < 0.0) & (xy[start:, 1] < -0.6))[0]
+            if len(ends):
+                path = xy[start : start + ends[0] + 1]
+                steps = np.linspace(0, len(path) - 1, rows)
+                return np.stack([np.interp(steps, np.arange(len(path)), path[:, j]) for j in range(2)], axis=1)
+    raise AssertionError("no episode of the test data set goes from the upper arm to the lower arm")
+
+
+def test_planner_rejects_plans_that_leave_the_data_through_a_wall(umaze_small, maze_model, monkeypatch) -> None:
+    root, dataset_id = umaze_small
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    episodes = load_minari(dataset_id)
+    planner, obs = _maze_planner(maze_model, candidates=2, speed_margin=100.0, support_check=True)  # support alone
+    support = planner.encoder.support
+    positions = np.concatenate([seq[:, [episodes.columns.index("achieved_goal[0]"),
+                                        episodes.columns.index("achieved_goal[1]")]] for seq in episodes.sequences])
+    assert support is not None and support.contains(positions).all()
+    assert not support.contains(np.array([[-1.0, 0.0], [0.0, 0.0]])).any()  # the UMaze wall's two cells
+    around = _detour(episodes, planner.rows)
+    through = np.linspace(around[0], around[-1], planner.rows)  # the straight line, across the wall
+    row = planner._row(obs)
+    row[planner.goal_cols] = around[-1]
+
+    def plan(positions: np.ndarray) -> np.ndarray:
+        rows = np.repeat(row[None], planner.rows, axis=0)
+        rows[:, planner.position_cols] = positions
+        return rows
+
+    assert planner._off_support(plan(around)) == 0.0 and planner._plausible(plan(around))
+    assert planner._off_support(plan(through)) > 0.1 and not planner._plausible(plan(through))
+    assert planner._arrival(plan(through)) < planner._arrival(plan(around))
+    assert planner._choose(np.stack([plan(through), plan(around)])) == 1
+    # support guidance: descending its cost moves the straight line out of the wall
+    columns = [planner.encoder.kept.index(i) for i in planner.position_cols]
+    cost = planner._support_cost(columns)
+    x0 = torch.from_numpy(planner.encoder.encode(plan(through), planner.skip)[0])[None].requires_grad_(True)
+    start = float(cost(x0.detach()))
+    assert start > 0 and float(cost(torch.from_numpy(planner.encoder.encode(plan(around), planner.skip)[0])[None])) \
+        < 0.01 * start
+    for _ in range(200):
+        (grad,) = torch.autograd.grad(cost(x0).sum(), x0)
+        x0 = (x0 - 0.02 * grad).detach().requires_grad_(True)
+    assert float(cost(x0.detach())) < 0.05 * start
+    moved = planner.encoder.decode(x0.detach().numpy()[0], {"rows": planner.rows, "first": row})
+    assert planner._off_support(moved) < 0.2 * planner._off_support(plan(through))
+    unchecked, _ = _maze_planner(maze_model, candidates=2, speed_margin=100.0, support_check=False)
+    assert unchecked._off_support(plan(through)) == 0.0
+    assert unchecked._choose(np.stack([plan(through), plan(around)])) == 0  # the shortcut, unchecked
 
 
 def test_maze_planner_runs_closed_loop_with_warm_starts(umaze_small, maze_model, tmp_path, monkeypatch) -> None:
@@ -386,7 +476,8 @@ def test_plan_command_defaults_are_the_planner_defaults() -> None:
     options = {name: p.default.default for name, p in inspect.signature(cli.plan).parameters.items()}
     defaults = PlannerConfig()
     shared = [f.name for f in dataclasses.fields(PlannerConfig) if f.name in options]
-    assert {"candidates", "nfe", "warm_nfe", "goal_guidance", "speed_margin", "lookahead"} <= set(shared)
+    assert {"candidates", "nfe", "warm_nfe", "goal_guidance", "speed_margin", "lookahead", "support_check",
+            "support_guidance"} <= set(shared)
     for name in shared:
         if name != "seed":  # the CLI's --seed is the first reset seed and also seeds the planner
             assert options[name] == getattr(defaults, name), name

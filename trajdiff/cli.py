@@ -317,6 +317,11 @@ def plan(
                                                             "guidance through the network; 0 = inpainting only)."),
     speed_margin: float = typer.Option(1.25, min=0.01, help="A plan moving faster than this times the data's "
                                                             "fastest token-to-token change is implausible."),
+    support_check: bool = typer.Option(False, "--support-check/--no-support-check",
+                                       help="A plan whose path leaves the positions the data visited (through a "
+                                            "wall) is implausible."),
+    support_guidance: float = typer.Option(0.05, min=0.0, help="Strength of the pull of planned paths back into the "
+                                                              "positions the data visited (0 = off)."),
     controller: str = typer.Option("auto", help="auto, states (track planned positions) or actions (execute them)."),
     lookahead: int = typer.Option(20, min=0, help="States controller: aim this many steps ahead on the plan."),
     render: Path = typer.Option(None, help="Draw the first episode: .gif (frames) or .png (path and last plan)."),
@@ -332,7 +337,7 @@ def plan(
         config = PlannerConfig(nfe=nfe, warm_nfe=warm_nfe, warm_level=warm_level, warm_start=not no_warm_start,
                                replan_every=replan_every, candidates=candidates, controller=controller,
                                lookahead=lookahead, goal_guidance=goal_guidance, speed_margin=speed_margin,
-                               seed=seed)
+                               support_check=support_check, support_guidance=support_guidance, seed=seed)
         loaded = api.load_model(model, domain="rl")
         result = run_planner(loaded, env, episodes=episodes, seed=seed, config=config, render=render, out=target,
                              progress=True)

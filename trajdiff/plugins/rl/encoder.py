@@ -13,6 +13,7 @@ import numpy as np
 
 from trajdiff.core.data import Episodes, Normalizer
 from trajdiff.errors import ConfigError, ShapeError
+from trajdiff.plugins.rl.support import MAX_DIMS, VisitedGrid
 from trajdiff.plugins.spec import Encoder
 
 GOAL_PREFIXES = ("achieved_goal", "desired_goal")
@@ -33,7 +34,8 @@ class StateActionEncoder(Encoder):
 
     def __init__(self, skip: int = 1, drop: tuple[str, ...] | list[str] = GOAL_PREFIXES,
                  columns: list[str] | None = None, normalizer: Normalizer | None = None,
-                 source: dict[str, Any] | None = None, step_limits: list[float] | None = None) -> None:
+                 source: dict[str, Any] | None = None, step_limits: list[float] | None = None,
+                 support: VisitedGrid | None = None) -> None:
         if not isinstance(skip, int) or skip < 1:
             raise ConfigError(f"skip must be a positive integer, got {skip!r}")
         self.skip = skip
@@ -43,6 +45,7 @@ class StateActionEncoder(Encoder):
         self.normalizer = normalizer or Normalizer("standard")
         self.source = dict(source or {})
         self.step_limits = None if step_limits is None else [float(v) for v in step_limits]
+        self.support = support
 
     @property
     def dim(self) -> int:
@@ -70,9 +73,18 @@ class StateActionEncoder(Encoder):
         steps = [np.abs(np.diff(seq[:: self.skip][:, self.kept], axis=0)) for seq in episodes.sequences
                  if len(seq) > self.skip]
         self.step_limits = np.concatenate(steps).max(axis=0).tolist() if steps else None
+        self.support = self.fit_support(episodes)
         meta = episodes.meta[0] if episodes.meta else {}
         self.source = {key: meta.get(key) for key in SOURCE_KEYS}
         return self
+
+    def fit_support(self, episodes: Episodes) -> VisitedGrid | None:
+        """The grid of positions (``achieved_goal`` columns, at most 3) the data visited; ``None`` in
+        tasks without positions."""
+        positions = [i for i, c in enumerate(self.columns or []) if c.startswith("achieved_goal")]
+        if not positions or len(positions) > MAX_DIMS:
+            return None
+        return VisitedGrid.fit(episodes.concat()[:, positions])
 
     def encode(self, window: np.ndarray, history: int) -> tuple[np.ndarray, dict[str, Any]]:
         window = np.asarray(window, dtype=np.float64)
@@ -113,10 +125,12 @@ class StateActionEncoder(Encoder):
     def state_dict(self) -> dict[str, Any]:
         return {"skip": self.skip, "drop": list(self.drop), "columns": self.columns,
                 "normalizer": self.normalizer.state_dict(), "source": self.source,
-                "step_limits": self.step_limits}
+                "step_limits": self.step_limits,
+                "support": None if self.support is None else self.support.state_dict()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> StateActionEncoder:
         return cls(skip=int(state["skip"]), drop=tuple(state["drop"]), columns=list(state["columns"]),
                    normalizer=Normalizer.from_state(state["normalizer"]), source=state.get("source"),
-                   step_limits=state.get("step_limits"))
+                   step_limits=state.get("step_limits"),
+                   support=VisitedGrid.from_state(state["support"]) if state.get("support") else None)
