@@ -29,6 +29,7 @@ from trajdiff.core.guidance import CostGradient
 from trajdiff.core.model import DiffusionModel
 from trajdiff.core.training import TrainConfig, TrainData, Trainer
 from trajdiff.errors import CheckpointError, ConfigError, DataError
+from trajdiff.plotting import pyplot, save_figure
 from trajdiff.plugins.manager import Plugins, get_plugins
 from trajdiff.plugins.spec import Domain, Encoder, ModelDefaults
 
@@ -414,10 +415,7 @@ def plot_forecasts(
     max_columns: int = 4,
 ) -> Path:
     """History, sampled futures (fan of samples and their median) and, if known, the true future."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     entities = list(futures)[:max_entities]
     cols = list(range(min(len(columns), max_columns)))
@@ -443,11 +441,7 @@ def plot_forecasts(
                 ax.set_title(str(entity))
     axes[0, 0].legend(fontsize=7, loc="upper left")
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def evaluate(

@@ -21,6 +21,7 @@ from trajdiff.core import metrics, plans, samplers
 from trajdiff.core.data import Normalizer
 from trajdiff.core.model import DiffusionModel
 from trajdiff.core.training import TrainConfig, TrainData, Trainer
+from trajdiff.plotting import pyplot, save_figure
 
 
 def lorenz_trajectories(
@@ -135,10 +136,7 @@ def run_demo(
 
 
 def _plot(test: Tensor, forecast: Tensor, history_len: int, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axes = plt.subplots(3, 3, figsize=(12, 7), sharex=True)
     names = ["x", "y", "z"]
@@ -159,9 +157,7 @@ def _plot(test: Tensor, forecast: Tensor, history_len: int, path: Path) -> Path:
     axes[0, 0].legend(loc="upper left", fontsize=7)
     figure.suptitle("trajdiff demo: Lorenz-63 forecasts (history clean, future sampled)")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=110)
 
 
 if __name__ == "__main__":

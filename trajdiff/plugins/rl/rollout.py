@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from trajdiff.errors import ConfigError
+from trajdiff.plotting import pyplot, save_figure
 from trajdiff.plugins.rl.envs import make_env
 from trajdiff.plugins.rl.planner import Planner, PlannerConfig
 
@@ -155,10 +156,7 @@ def _render(path: Path, frames: list[Any], trace: np.ndarray | None, planner: Pl
         return
     if path.suffix.lower() != ".png":
         raise ConfigError(f"cannot render to {path}: use a .gif or .png file name")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, ax = plt.subplots(figsize=(5, 5))
     if maze is not None:
@@ -182,5 +180,4 @@ def _render(path: Path, frames: list[Any], trace: np.ndarray | None, planner: Pl
         ax.set_aspect("equal")
     elif frames:
         ax.imshow(frames[-1])
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trajdiff.plotting import pyplot, save_figure
+
 __all__ = ["plot_tracks"]
 
 
@@ -19,10 +21,7 @@ def plot_tracks(
 ) -> Path:
     """One x-y panel: each entity's history (solid), sampled futures (thin, its colour) and, when
     known, the true future (dashed black). ``histories[e]`` is ``[T, >=2]``, ``futures[e]`` ``[S, H, >=2]``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, ax = plt.subplots(figsize=(7, 7))
     colours = plt.get_cmap("tab10")
@@ -43,8 +42,4 @@ def plot_tracks(
     if len(futures) <= 12:
         ax.legend(fontsize=7, loc="best")
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trajdiff.plotting import pyplot, save_figure
+
 __all__ = ["plot_map"]
 
 
@@ -18,10 +20,7 @@ def plot_map(
 ) -> Path:
     """One panel per vessel (up to ``max_entities``, those that moved most first), longitude against latitude
     at the true aspect ratio. ``histories`` entity -> ``[T, >=2]`` (lat, lon), ``futures`` -> ``[S, H, >=2]``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     def travelled(entity: str) -> float:  # the history's extent in degrees: moving vessels first
         hist = histories[entity]
@@ -54,8 +53,4 @@ def plot_map(
         ax.set_ylabel("latitude", fontsize=8)
     axes.flat[0].legend(fontsize=7, loc="best")
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
