@@ -315,7 +315,7 @@ def plan(
                                                    "goal first wins."),
     goal_guidance: float = typer.Option(10.0, min=0.0, help="Strength of the pull towards the goal (reconstruction "
                                                             "guidance through the network; 0 = inpainting only)."),
-    speed_margin: float = typer.Option(1.25, min=0.01, help="A plan moving faster than this times the data's "
+    speed_margin: float = typer.Option(1.5, min=0.01, help="A plan moving faster than this times the data's "
                                                             "fastest token-to-token change is implausible."),
     support_check: bool = typer.Option(False, "--support-check/--no-support-check",
                                        help="A plan whose path leaves the positions the data visited (through a "

@@ -19,9 +19,10 @@ went (`trajdiff.plugins.rl.support.VisitedGrid` over ``achieved_goal``: the data
 wall) and ``support_guidance`` descends the planned positions' squared distance from it at every
 denoising step (a cost gradient on the prediction, not through the network). On PointMaze Large
 (reset seeds 100-119) it lifted the score from 88.4 to 98.2 and umaze / medium moved within their
-standard errors (104.4 -> 105.2, 102.4 -> 100.8). ``support_check`` also rejects plans that leave the
-support; it made too many plans implausible (cold replans) and scored 79.2 on Large (seeds
-100-109), so it is off by default.
+standard errors (104.4 -> 105.2, 102.4 -> 100.8), all at margin 1.25; with the guidance a margin of
+1.5 scored 104.2 / 103.4 / 103.6 on umaze / medium / large (without it, 1.5 had lowered umaze and
+medium to 99.3 / 87.9). ``support_check`` also rejects plans that leave the support; it made too many
+plans implausible (cold replans) and scored 79.2 on Large (seeds 100-109), so it is off by default.
 
 Two ways to act on a plan: ``"actions"`` executes the planned actions; ``"states"`` tracks the
 planned positions with a PD controller aimed ``lookahead`` steps ahead on the plan (and heads
@@ -29,8 +30,8 @@ straight for the goal once the plan has reached it), which needs positional obse
 (``achieved_goal`` mirrored in the observation). With ``"auto"`` the planner tracks states where
 it can and executes actions elsewhere: on PointMaze UMaze, tracking states scored 88.9 and executing
 the planned actions of the jumpy (every 4th step) plan 24.6 (reset seeds 100-107). The maze
-defaults (12 candidates, guidance 10, margin 1.25, lookahead 20) were chosen on reset seeds
-100-119; the benchmark reports seeds 0-19.
+defaults (12 candidates, goal guidance 10, support guidance 0.05, margin 1.5, lookahead 20) were
+chosen on reset seeds 100-119; the benchmark reports seeds 0-19.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class PlannerConfig:
     goal_radius: float = 0.45
     spread_goals: bool = True
     goal_guidance: float = 10.0
-    speed_margin: float = 1.25
+    speed_margin: float = 1.5
     support_check: bool = False
     support_guidance: float = 0.05
     solver: str = "ddim"
