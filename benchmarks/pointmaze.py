@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--root", default=str(Path.home() / ".minari" / "datasets"), help="MINARI_DATASETS_PATH")
     parser.add_argument("--models", default="/tmp/trajdiff-pointmaze-models")
     parser.add_argument("--reuse", action="store_true", help="evaluate existing models in --models")
+    parser.add_argument("--out", type=Path, default=None, help="results file (default: results/pointmaze.json)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -171,7 +172,7 @@ def main() -> None:
                             "ms/decision cold", "training CPU-min", "training steps", "Diffuser (maze2d-v1)"])
     print(table)
     command = "benchmarks/pointmaze.py " + " ".join(sys.argv[1:])
-    path = write_results("pointmaze", command, rows, results_path("pointmaze", args.quick), table=table)
+    path = write_results("pointmaze", command, rows, args.out or results_path("pointmaze", args.quick), table=table)
     print(f"-> {path}")
 
 
