@@ -139,3 +139,16 @@ def test_timeseries_through_the_cli_with_loader_options(tmp_path) -> None:
     unknown = run(["train", "--domain", "timeseries", "--data", str(data), "--out", str(model),
                    "--load-option", "colour=blue"])
     assert unknown.returncode == 2 and "unknown time-series loader option(s) ['colour']" in unknown.stderr
+    patched = tmp_path / "patched"
+    trained = run(["train", "--domain", "timeseries", "--data", str(data), "--out", str(patched), "--steps", "5",
+                   "--history", "32", "--horizon", "32", "--encoder-option", "patch=8"])
+    assert trained.returncode == 0, trained.stderr
+    config = json.loads((patched / "config.json").read_text())
+    assert config["extra"]["encoder"]["patch"] == 8 and config["extra"]["defaults"]["encoder"]["patch"] == 8
+    bad = run(["train", "--domain", "timeseries", "--data", str(data), "--out", str(patched), "--encoder-option",
+               "patch"])
+    assert bad.returncode == 2 and "--encoder-option 'patch': write KEY=VALUE" in bad.stderr
+    unknown = run(["train", "--domain", "timeseries", "--data", str(data), "--out", str(tmp_path / "m3"),
+                   "--encoder-option", "colour=blue"])
+    assert unknown.returncode == 2 and "domain 'timeseries' does not accept the encoder options" in unknown.stderr
+    assert "colour" in unknown.stderr

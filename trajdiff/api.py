@@ -60,7 +60,11 @@ def _defaults(domain: Domain, **overrides: Any) -> ModelDefaults:
 
 def make_encoder(domain: Domain, defaults: ModelDefaults) -> Encoder:
     """The domain's encoder with the model's encoder options and window rows."""
-    return domain.make_encoder(**defaults.encoder, history=defaults.history, horizon=defaults.horizon)
+    try:
+        return domain.make_encoder(**defaults.encoder, history=defaults.history, horizon=defaults.horizon)
+    except TypeError as error:  # an option the domain's encoder does not take
+        raise ConfigError(f"domain {domain.name!r} does not accept the encoder options {sorted(defaults.encoder)}: "
+                          f"{error}; see the domain's make_encoder for the options it takes") from error
 
 
 def _tokens(encoder: Encoder, defaults: ModelDefaults) -> int:

@@ -136,16 +136,17 @@ def datasets_make(
     typer.echo(f"wrote {path}")
 
 
-def _parse_options(values: list[str]) -> dict[str, object]:
-    """KEY=VALUE pairs for the domain's loader; values are read as JSON where they parse (true, 3, "1h")."""
+def _parse_options(values: list[str], flag: str = "--load-option", example: str = "freq=1h or split_columns=true"
+                   ) -> dict[str, object]:
+    """KEY=VALUE pairs for the domain's loader (or encoder); values are read as JSON where they parse
+    (true, 3, "1h")."""
     import json
 
     options: dict[str, object] = {}
     for value in values:
         key, sep, raw = value.partition("=")
         if not sep or not key:
-            typer.secho(f"error: --load-option {value!r}: write KEY=VALUE, e.g. freq=1h or split_columns=true",
-                        fg="red", err=True)
+            typer.secho(f"error: {flag} {value!r}: write KEY=VALUE, e.g. {example}", fg="red", err=True)
             raise typer.Exit(code=2)
         try:
             options[key] = json.loads(raw)
@@ -176,8 +177,8 @@ def train(
     out: Path = typer.Option(..., help="Model directory to write (config.json + safetensors)."),
     steps: int = typer.Option(None, min=1, help="Training steps (default: the domain's)."),
     minutes: float = typer.Option(None, min=0.01, help="Stop after this many minutes."),
-    history: int = typer.Option(None, min=0, help="Observed tokens per window (default: the domain's)."),
-    horizon: int = typer.Option(None, min=1, help="Forecast tokens per window (default: the domain's)."),
+    history: int = typer.Option(None, min=0, help="Observed rows per window (default: the domain's)."),
+    horizon: int = typer.Option(None, min=1, help="Forecast rows per window (default: the domain's)."),
     batch_size: int = typer.Option(None, min=1, help="Windows per training step."),
     stride: int = typer.Option(None, min=1, help="Step between training windows."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -186,13 +187,16 @@ def train(
                                           "them), e.g. motion's `stream` model for `trajdiff sample`."),
     device: str = typer.Option(None, help="cpu (default), cuda or cuda:N."),
     load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
+    encoder_option: list[str] = typer.Option([], help="Encoder option KEY=VALUE for the domain (repeatable), e.g. "
+                                                      "skip=8 (rl: every 8th state a token) or patch=8."),
 ) -> None:
     """Train a model for a domain on a data file."""
     from trajdiff import api
 
+    encoder = _parse_options(encoder_option, "--encoder-option", "skip=8 or patch=8") or None
     try:
         summary = api.train(domain, data, out, steps=steps, minutes=minutes, history=history, horizon=horizon,
-                            batch_size=batch_size, stride=stride, seed=seed, resume=resume,
+                            batch_size=batch_size, stride=stride, seed=seed, resume=resume, encoder=encoder,
                             load_options=_parse_options(load_option), recipe=recipe, device=device)
     except TrajdiffError as error:
         _fail(error)
