@@ -104,7 +104,8 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
     for warm in (True, False):
         config = PlannerConfig(warm_start=warm, candidates=args.candidates, replan_every=args.replan_every,
                                nfe=args.nfe, warm_nfe=args.warm_nfe, support_check=args.support_check,
-                               support_guidance=args.support_guidance)
+                               support_guidance=args.support_guidance, speed_margin=args.speed_margin,
+                               lookahead=args.lookahead)
         episodes = args.episodes if warm else args.cold_episodes
         render = Path(args.models) / f"{maze}.png" if warm else None
         results[warm] = run_planner(loaded, ENV_IDS[maze], episodes=episodes, seed=args.seeds_from, config=config,
@@ -139,6 +140,8 @@ def main() -> None:
     parser.add_argument("--warm-nfe", type=int, default=defaults.warm_nfe)
     parser.add_argument("--support-check", action=argparse.BooleanOptionalAction, default=defaults.support_check)
     parser.add_argument("--support-guidance", type=float, default=defaults.support_guidance)
+    parser.add_argument("--speed-margin", type=float, default=defaults.speed_margin)
+    parser.add_argument("--lookahead", type=int, default=defaults.lookahead)
     parser.add_argument("--seeds-from", type=int, default=0, help="first reset seed (planner settings were "
                         "chosen on seeds 100-119)")
     parser.add_argument("--threads", type=int, default=2)

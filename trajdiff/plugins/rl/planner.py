@@ -137,6 +137,7 @@ class Planner:
         self.position_cols: list[int] = []
         self.velocity_cols: list[int] = []
         self.generator = torch.Generator().manual_seed(self.config.seed)
+        self._support_guide: CostGradient | None = None
         self.stats = PlannerStats()
         self.reset()
 
@@ -230,7 +231,9 @@ class Planner:
 
             guides.append(CostGradient(goal_cost, scale=self.config.goal_guidance, through_model=True))
         if self.config.support_guidance > 0 and self.encoder.support is not None:
-            guides.append(CostGradient(self._support_cost(columns), scale=self.config.support_guidance))
+            if self._support_guide is None:  # built once: the positions and the normalizer do not change
+                self._support_guide = CostGradient(self._support_cost(columns), scale=self.config.support_guidance)
+            guides.append(self._support_guide)
         guides.append(Inpaint(mask_t, values_t))
         return present, guides
 
