@@ -39,6 +39,7 @@ from _common import machine, markdown_table, results_path, write_results  # noqa
 
 from trajdiff import __version__, api  # noqa: E402
 from trajdiff.core.model import DiffusionModel  # noqa: E402
+from trajdiff.core.selection import representative_samples  # noqa: E402
 from trajdiff.core.training import TrainConfig, TrainData, Trainer  # noqa: E402
 from trajdiff.plugins.traffic import TrafficDomain  # noqa: E402
 from trajdiff.plugins.traffic.joint import sample_joint  # noqa: E402
@@ -101,7 +102,15 @@ def test_windows(folder: Path, loaded: api.LoadedModel, min_agents: int = 2, max
 
 
 def train_scene(scene: str, args: argparse.Namespace, device: torch.device) -> tuple[api.LoadedModel, dict]:
-    """Trains the traffic domain's default model on ``<scene>/train`` for ``args.minutes``."""
+    """Trains the traffic domain's default model on ``<scene>/train`` for ``args.minutes`` (saved under
+    ``args.models`` when given), or loads the one saved there with ``args.reuse``."""
+    saved = args.models / scene if args.models else None
+    if args.reuse:
+        if saved is None or not (saved / "config.json").exists():
+            raise SystemExit(f"--reuse: no model for {scene} under {args.models}; train one without --reuse")
+        loaded = api.load_model(saved, domain="traffic")
+        loaded.model.to(device).eval()
+        return loaded, dict(loaded.model.extra.get("benchmark_training", {}))
     domain = TrafficDomain()
     defaults = domain.defaults()
     with warnings.catch_warnings():
@@ -123,6 +132,9 @@ def train_scene(scene: str, args: argparse.Namespace, device: torch.device) -> t
     info = {"windows": int(x.shape[0]), "steps": result.step, "train_seconds": round(result.seconds, 1),
             "final_loss": float(np.mean(result.losses[-100:])), "parameters": sum(p.numel() for p in
                                                                                   model.network.parameters())}
+    if saved is not None:
+        model.extra["benchmark_training"] = info
+        model.save(saved)
     return api.LoadedModel(model, domain, encoder, defaults), info
 
 
@@ -132,6 +144,12 @@ def draw(loaded: api.LoadedModel, windows: TestWindows, *, samples: int, nfe: in
     costs = {"collision": collision} if collision > 0 else None
     return sample_joint(loaded, windows.contexts, windows.frames, windows.groups, samples=samples, nfe=nfe,
                         solver=solver, costs=costs, seed=seed, device=device)
+
+
+def clustered(pred: np.ndarray, keep: int, seed: int) -> np.ndarray:
+    """``keep`` of each window's samples ``[N, M, 12, 2]``, one per k-means cluster of their final positions."""
+    chosen = representative_samples(pred[:, :, -1], keep, seed=seed)
+    return np.take_along_axis(pred, chosen[:, :, None, None], axis=1)
 
 
 def errors(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -187,6 +205,16 @@ def run_scene(scene: str, args: argparse.Namespace, device: torch.device) -> tup
                          "fde": fde, "collisions_%": collision_share(pred, windows.groups),
                          "sample_seconds": round(seconds, 2),
                          "trajectories_per_s": round(n * args.samples / seconds, 1)})
+    for draws in args.cluster_from:  # more samples, 20 kept: one per cluster of final positions
+        nfe, solver = args.nfe[0], args.solvers[0]
+        started = time.perf_counter()
+        pred = clustered(draw(loaded, windows, samples=draws, nfe=nfe, device=device, seed=args.seed, solver=solver),
+                         args.samples, args.seed)
+        seconds = time.perf_counter() - started
+        ade, fde = errors(pred, windows.truth)
+        rows.append({"scene": scene, "method": f"trajdiff {solver}, {args.samples} of {draws} by final position",
+                     "nfe": nfe, "windows": n, "ade": ade, "fde": fde, "sample_seconds": round(seconds, 2),
+                     "trajectories_per_s": round(n * args.samples / seconds, 1)})
     if args.collision > 0:
         nfe, solver = args.nfe[0], args.solvers[0]
         pred = draw(loaded, windows, samples=args.samples, nfe=nfe, device=device, seed=args.seed,
@@ -203,10 +231,11 @@ def averages(rows: list[dict], scenes: list[str]) -> list[dict]:
     for method, nfe in dict.fromkeys((r["method"], r["nfe"]) for r in rows):
         mine = [r for r in rows if r["method"] == method and r["nfe"] == nfe]
         if {r["scene"] for r in mine} == set(scenes):
-            out.append({"scene": "average", "method": method, "nfe": nfe,
-                        "ade": float(np.mean([r["ade"] for r in mine])),
-                        "fde": float(np.mean([r["fde"] for r in mine])),
-                        "collisions_%": float(np.mean([r["collisions_%"] for r in mine]))})
+            row = {"scene": "average", "method": method, "nfe": nfe, "ade": float(np.mean([r["ade"] for r in mine])),
+                   "fde": float(np.mean([r["fde"] for r in mine]))}
+            if all("collisions_%" in r for r in mine):  # not for clustered samples: those are not joint samples
+                row["collisions_%"] = float(np.mean([r["collisions_%"] for r in mine]))
+            out.append(row)
     return out
 
 
@@ -233,12 +262,19 @@ def main() -> None:
     parser.add_argument("--solvers", nargs="+", default=[TrafficDomain().defaults().solver],
                         help="samplers to compare (ddpm, ddim, dpmpp2m); first is the main")
     parser.add_argument("--collision", type=float, default=0.0, help="also sample with the collision cost, this scale")
+    parser.add_argument("--cluster-from", type=int, nargs="*", default=[],
+                        help="also draw this many samples and keep --samples of them, one per k-means cluster of "
+                             "final positions (SocialVAE's final position clustering)")
     parser.add_argument("--max-groups", type=int, default=0, help="at most this many 20-frame windows per scene")
     parser.add_argument("--plot", type=Path, default=None, help="draw each scene's fullest window")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="results file (default benchmarks/results/eth_ucy.json)")
+    parser.add_argument("--models", type=Path, default=None, help="save each scene's model in this folder")
+    parser.add_argument("--reuse", action="store_true", help="evaluate the models saved in --models, no training")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train and save the models in --models, no evaluation (then evaluate with --reuse)")
     parser.add_argument("--quick", action="store_true", help="smoke run: eth only, 0.3 minutes, 40 windows")
     args = parser.parse_args()
     if args.quick:
@@ -256,6 +292,13 @@ def main() -> None:
                              settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                              device=torch.cuda.get_device_name(device) if device.type == "cuda" else machine())
 
+    if args.train_only:
+        if args.models is None or args.reuse:
+            raise SystemExit("--train-only needs --models (where the models go) and no --reuse")
+        for scene in args.scenes:
+            _, info = train_scene(scene, args, device)
+            print(f"{scene}: {info['steps']} steps in {info['train_seconds']} s -> {args.models / scene}", flush=True)
+        return
     for n, scene in enumerate(args.scenes):
         scene_rows, info = run_scene(scene, args, device)
         rows += scene_rows

@@ -101,7 +101,7 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
     results = {}
     add_data_statistics(model_dir, dataset_id)
     loaded = api.load_model(model_dir, domain="rl")
-    for warm in (True, False):
+    for warm in (True, False) if args.cold_episodes > 0 else (True,):  # 0 cold episodes: warm starts only
         config = PlannerConfig(warm_start=warm, candidates=args.candidates, replan_every=args.replan_every,
                                nfe=args.nfe, warm_nfe=args.warm_nfe, support_check=args.support_check,
                                support_guidance=args.support_guidance, speed_margin=args.speed_margin,
@@ -110,7 +110,8 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
         render = Path(args.models) / f"{maze}.png" if warm else None
         results[warm] = run_planner(loaded, ENV_IDS[maze], episodes=episodes, seed=args.seeds_from, config=config,
                                     render=render)
-    warm, cold = results[True], results[False]
+    warm = results[True]
+    cold = results.get(False, {"score_mean": None, "score_se": None, "ms_per_decision": None, "normalized_scores": []})
     return {
         "maze": maze, "env": ENV_IDS[maze], "dataset": dataset_id, "dataset_steps": args.steps,
         "collect_s": round(collect_s, 1), "train_steps": train_steps, "train_s": round(train_s, 1),
@@ -161,10 +162,10 @@ def main() -> None:
     display = [{
         "maze": r["maze"],
         "warm": f"{r['score_mean']:.1f} ± {r['score_se']:.1f}",
-        "cold": f"{r['score_mean_cold']:.1f} ± {r['score_se_cold']:.1f}",
+        "cold": f"{r['score_mean_cold']:.1f} ± {r['score_se_cold']:.1f}" if r["score_mean_cold"] is not None else "-",
         "success": f"{r['success_rate']:.2f}",
         "ms_warm": f"{r['ms_per_decision_warm']:.1f}",
-        "ms_cold": f"{r['ms_per_decision_cold']:.1f}",
+        "ms_cold": f"{r['ms_per_decision_cold']:.1f}" if r["ms_per_decision_cold"] is not None else "-",
         "cpu": f"{r['train_cpu_minutes']:.1f}",
         "steps": r["train_steps"],
         "diffuser": f"{r['diffuser_published']:.1f}",

@@ -212,3 +212,39 @@ def test_tiny_overfit(kind: str) -> None:
         opt.step()
     final = (net(x, k) - target).square().mean().item()
     assert final < first / 10, f"loss only went from {first:.4f} to {final:.4f}"
+
+
+def test_distinct_levels_reduces_only_repeated_axes() -> None:
+    from trajdiff.core.networks.embeddings import distinct_levels
+
+    step = torch.tensor([[0.0, 0.0, 0.4], [0.0, 0.0, 0.4]])  # a sampler step: the same levels for every sequence
+    assert distinct_levels(step, per_sample_condition=False).shape == (1, 3)
+    assert distinct_levels(step, per_sample_condition=True).shape == (2, 3)
+    window = torch.tensor([[0.3, 0.3, 0.3], [0.7, 0.7, 0.7]])  # one level per window
+    assert distinct_levels(window, per_sample_condition=False).shape == (2, 1)
+    assert distinct_levels(window, per_sample_condition=False, along_time=False).shape == (2, 3)
+    mixed = torch.tensor([[0.3, 0.1, 0.3], [0.7, 0.7, 0.2]])
+    assert torch.equal(distinct_levels(mixed, per_sample_condition=False), mixed)
+
+
+@pytest.mark.parametrize("kind", list(NETWORKS))
+@pytest.mark.parametrize("levels", ["sampler step", "one per window"])
+@pytest.mark.parametrize("with_cond", [False, True])
+def test_shared_level_embedding_gives_the_per_token_result(kind: str, levels: str, with_cond: bool,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Embedding repeated levels once and broadcasting them is an optimisation only: same output as per token."""
+    import importlib
+
+    net = perturb(small(kind, cond_dim=C if with_cond else 0))
+    x, _ = inputs(batch=4, length=12)
+    if levels == "sampler step":
+        k = torch.linspace(0.0, 0.9, 12).expand(4, 12).contiguous()
+    else:
+        k = torch.tensor([0.1, 0.4, 0.6, 0.95])[:, None].expand(4, 12).contiguous()
+    cond = torch.randn(4, C, generator=torch.Generator().manual_seed(2)) if with_cond else None
+    shared = net(x, k, cond)
+    module = importlib.import_module(type(net).__module__)
+    monkeypatch.setattr(module, "distinct_levels", lambda k, **_: k)
+    per_token = net(x, k, cond)
+    assert torch.allclose(shared, per_token, atol=1e-5)
+    assert shared.abs().max() > 1e-3  # the perturbed network responds to its inputs

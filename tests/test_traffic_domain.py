@@ -348,6 +348,20 @@ def test_cli_train_forecast_round_trip_and_errors(tmp_path: Path) -> None:
     bad = _write(tmp_path, "0\t1\t0.5\n", "bad.txt")
     result = runner.invoke(app, ["forecast", "--model", str(model), "--data", str(bad), "--out", str(out)])
     assert result.exit_code != 0 and "missing columns: y" in result.output and "Traceback" not in result.output
+    # --draws: 3 of 12 drawn samples kept, one per cluster of final positions; each is one of the 12 draws
+    every, kept = tmp_path / "every.csv", tmp_path / "kept.csv"
+    for path, extra in ((every, ["--samples", "12"]), (kept, ["--samples", "3", "--draws", "12"])):
+        result = runner.invoke(app, ["forecast", "--model", str(model), "--data", str(data), "--out", str(path),
+                                     "--nfe", "4", *extra])
+        assert result.exit_code == 0, result.output
+    every_xy = pd.read_csv(every).sort_values(["entity", "sample", "step"])[["x", "y"]].to_numpy().reshape(8, 12, 12, 2)
+    kept_xy = pd.read_csv(kept).sort_values(["entity", "sample", "step"])[["x", "y"]].to_numpy().reshape(8, 3, 12, 2)
+    for entity in range(8):
+        match = [int(np.abs(every_xy[entity] - k).max(axis=(1, 2)).argmin()) for k in kept_xy[entity]]
+        assert np.allclose(every_xy[entity][match], kept_xy[entity], atol=1e-4) and len(set(match)) == 3
+    result = runner.invoke(app, ["forecast", "--model", str(model), "--data", str(data), "--out", str(kept),
+                                 "--samples", "3", "--draws", "2"])
+    assert result.exit_code != 0 and "draws (2) must be at least samples (3)" in result.output
 
 
 # ------------------------------------------------------------------------------------- a trained model
@@ -367,6 +381,9 @@ def test_trained_model_beats_constant_velocity_on_turning_agents(tmp_path: Path)
     cv_ade = float(np.linalg.norm(cv - truth, axis=-1).mean())
     assert result["windows"] == 12
     assert result["metrics"]["min_ade"] < 0.5 * cv_ade, (result["metrics"], cv_ade)
+    spread = api.evaluate(tmp_path / "m", test, samples=10, draws=40, nfe=5, load_options={"neighbours": 0})
+    assert spread["draws"] == 40 and spread["samples"] == 10
+    assert spread["metrics"]["min_ade"] < 0.5 * cv_ade, (spread["metrics"], cv_ade)
 
 
 def test_joint_sampling_with_the_collision_cost_keeps_agents_apart(tmp_path: Path) -> None:

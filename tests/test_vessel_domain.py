@@ -499,3 +499,18 @@ def test_card_checksums_match_the_shared_files() -> None:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == sha, file
         if file.endswith(".csv"):
             assert path.read_text().splitlines()[0].split(",") == columns
+
+
+def test_endpoints_are_final_positions_in_metres() -> None:
+    """Representative samples are chosen on where vessels end, in metres: at 60 degrees north 0.01 degrees of
+    longitude is about half as far as 0.01 degrees of latitude, which k-means on raw degrees would miss."""
+    futures = np.zeros((3, 5, 4))
+    futures[..., 0], futures[..., 1] = 60.0, 10.0
+    futures[1, -1, 1] += 0.01  # east
+    futures[2, -1, 0] += 0.01  # north
+    ends = VesselDomain().endpoints(futures, ["lat", "lon", "sog", "cog"])
+    assert ends.shape == (3, 2)
+    east, north = np.linalg.norm(ends[1] - ends[0]), np.linalg.norm(ends[2] - ends[0])
+    assert east == pytest.approx(haversine_m(60.0, 10.0, 60.0, 10.01), rel=0.01)
+    assert north == pytest.approx(haversine_m(60.0, 10.0, 60.01, 10.0), rel=0.01)
+    assert east == pytest.approx(0.5 * north, rel=0.02)

@@ -27,6 +27,7 @@ from trajdiff.core import plans, samplers
 from trajdiff.core.data import Episodes
 from trajdiff.core.guidance import CostGradient
 from trajdiff.core.model import DiffusionModel
+from trajdiff.core.selection import representative_samples
 from trajdiff.core.training import TrainConfig, TrainData, Trainer
 from trajdiff.errors import CheckpointError, ConfigError, DataError
 from trajdiff.plotting import pyplot, save_figure
@@ -286,6 +287,21 @@ def _bound(guide: CostGradient, frames: Any, meta: Any, lo: int, hi: int, sample
                         through_model=guide.through_model)
 
 
+def _check_draws(draws: int | None, samples: int) -> None:
+    if draws is not None and draws < samples:
+        raise ConfigError(f"draws ({draws}) must be at least samples ({samples}): {samples} of the drawn samples "
+                          "are kept")
+
+
+def keep_representatives(domain: Domain, futures: np.ndarray, columns: list[str], keep: int, *,
+                         seed: int = 0) -> np.ndarray:
+    """``keep`` of the samples ``[S, N, H, F]`` (user units) of each of N windows: one per k-means cluster
+    of where they end (``domain.endpoints``), so that they cover distinct outcomes -> ``[keep, N, H, F]``."""
+    ends = np.stack([domain.endpoints(futures[:, j], columns) for j in range(futures.shape[1])])  # [N, S, C]
+    chosen = representative_samples(ends, keep, seed=seed)  # [N, keep]
+    return np.stack([futures[chosen[j], j] for j in range(futures.shape[1])], axis=1)
+
+
 @dataclass
 class ForecastResult:
     """Forecast samples in user units and a tidy table of them."""
@@ -310,16 +326,21 @@ def forecast(
     costs: dict[str, float] | None = None,
     load_options: dict[str, Any] | None = None,
     plugins: Plugins | None = None,
+    draws: int | None = None,
 ) -> ForecastResult:
     """Forecasts the next ``horizon`` steps after the end of every episode (entity) in ``data``.
 
     Returns one table row per sample, entity and future step (time stamps continued from the data,
     values in the user's units); writes it to ``out`` (.csv or .parquet) and a plot to ``plot``.
+    ``draws``: draw this many samples per entity and keep ``samples`` of them, one per k-means cluster
+    of where they end (the domain's ``endpoints``), so that the kept ones cover distinct outcomes
+    (final position clustering; best-of-N scores favour it). Kept samples are real draws.
     """
     started = time.monotonic()
     loaded = load_model(model_dir, plugins=plugins)
     d = loaded.defaults
     samples = samples or d.samples
+    _check_draws(draws, samples)
     episodes = loaded.domain.load(data, **(load_options or {}))
     contexts, frames, kept, skipped = [], [], [], []
     for i, sequence in enumerate(episodes.sequences):
@@ -338,8 +359,8 @@ def forecast(
     if not kept:
         raise DataError(f"no episode has the {d.history} rows of history the model needs; the longest has "
                         f"{max(episodes.lengths)} rows")
-    drawn = sample_futures(loaded, np.stack(contexts).astype(np.float32), samples=samples, nfe=nfe, solver=solver,
-                           seed=seed, costs=costs, frames=frames, meta=[episodes.meta[i] for i in kept])
+    drawn = sample_futures(loaded, np.stack(contexts).astype(np.float32), samples=draws or samples, nfe=nfe,
+                           solver=solver, seed=seed, costs=costs, frames=frames, meta=[episodes.meta[i] for i in kept])
     keep = getattr(loaded.encoder, "forecast_columns", None)  # an encoder may forecast only some columns
     names = [episodes.columns[c] for c in keep] if keep else list(episodes.columns)
     rows = []
@@ -349,6 +370,8 @@ def forecast(
     for j, i in enumerate(kept):
         raw = loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:]  # [S, H, F]
         raw = raw[..., keep] if keep else raw
+        if draws is not None and draws > samples:
+            raw = keep_representatives(loaded.domain, raw[:, None], names, samples, seed=seed)[:, 0]
         meta = episodes.meta[i] if episodes.meta else {}
         entity = str(meta.get("entity", episodes.ids[i]))
         times = meta.get("times")
@@ -461,14 +484,17 @@ def evaluate(
     out: str | Path | None = None,
     load_options: dict[str, Any] | None = None,
     plugins: Plugins | None = None,
+    draws: int | None = None,
 ) -> dict[str, Any]:
     """Backtests the model on ``data``: every window of history + horizon rows (step ``stride``, default
     the horizon) is forecast from its history and scored with the domain's metrics against its true
-    future. Returns (and writes as JSON to ``out``) the metrics with counts and timing."""
+    future. Returns (and writes as JSON to ``out``) the metrics with counts and timing. ``draws`` as in
+    `forecast`: ``samples`` representatives of that many draws are scored."""
     started = time.monotonic()
     loaded = load_model(model_dir, plugins=plugins)
     d = loaded.defaults
     samples = samples or d.samples
+    _check_draws(draws, samples)
     episodes = loaded.domain.load(data, **(load_options or {}))
     frames: list[dict[str, Any]] = []
     contexts, index, too_short = encode_windows(episodes, loaded.encoder, d.history, d.length, stride or d.horizon,
@@ -479,9 +505,11 @@ def evaluate(
     truth = np.stack([episodes.sequences[i][s + d.history:s + d.length] for i, s in index])
     masked = contexts.copy()
     masked[:, _tokens(loaded.encoder, d):] = 0.0  # the true future must not leak into the context
-    drawn = sample_futures(loaded, masked, samples=samples, nfe=nfe, solver=solver, seed=seed)
+    drawn = sample_futures(loaded, masked, samples=draws or samples, nfe=nfe, solver=solver, seed=seed)
     decoded = np.stack([loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(index))],
                        axis=1)  # [S, N, H, F]
+    if draws is not None and draws > samples:
+        decoded = keep_representatives(loaded.domain, decoded, list(episodes.columns), samples, seed=seed)
     scores = {name: float(metric(decoded, truth)) for name, metric in loaded.domain.metrics().items()}
     result = {
         "model": str(model_dir),
@@ -490,6 +518,7 @@ def evaluate(
         "windows": len(index),
         "skipped_episodes": too_short,
         "samples": samples,
+        "draws": draws or samples,
         "nfe": nfe or d.nfe,
         "metrics": scores,
         "seconds": time.monotonic() - started,

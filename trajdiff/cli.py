@@ -212,6 +212,9 @@ def forecast(
     data: Path = typer.Option(..., help="Data whose continuation to forecast (every entity in it)."),
     out: Path = typer.Option(..., help="Output table: .csv or .parquet."),
     samples: int = typer.Option(None, min=1, help="Samples per entity (default: the domain's)."),
+    draws: int = typer.Option(None, min=1, help="Draw this many samples per entity and keep --samples of them, "
+                              "one per k-means cluster of where they end, so the kept ones cover distinct "
+                              "outcomes (e.g. --samples 20 --draws 100 for best-of-20 scores)."),
     nfe: int = typer.Option(None, min=1, help="Function evaluations (sampler steps)."),
     solver: str = typer.Option(None, help="ddpm, ddim, dpmpp2m, euler or heun."),
     plot: Path = typer.Option(None, help="Also write a plot (.png)."),
@@ -224,7 +227,7 @@ def forecast(
 
     try:
         result = api.forecast(model, data, samples=samples, nfe=nfe, solver=solver, seed=seed, out=out, plot=plot,
-                              costs=_parse_costs(cost), load_options=_parse_options(load_option))
+                              costs=_parse_costs(cost), load_options=_parse_options(load_option), draws=draws)
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"forecast {len(result.samples)} entit{'y' if len(result.samples) == 1 else 'ies'} "
@@ -239,6 +242,9 @@ def evaluate(
     data: Path = typer.Option(..., help="Held-out data with true futures."),
     out: Path = typer.Option(None, help="Metrics JSON to write (default: MODEL/evaluation.json)."),
     samples: int = typer.Option(None, min=1, help="Samples per window."),
+    draws: int = typer.Option(None, min=1, help="Draw this many samples per window and keep --samples of them, "
+                              "one per k-means cluster of where they end, so the kept ones cover distinct "
+                              "outcomes (e.g. --samples 20 --draws 100 for best-of-20 scores)."),
     nfe: int = typer.Option(None, min=1, help="Function evaluations (sampler steps)."),
     stride: int = typer.Option(None, min=1, help="Step between evaluation windows (default: the horizon)."),
     max_windows: int = typer.Option(None, min=1, help="Evaluate at most this many windows, evenly spread."),
@@ -250,11 +256,12 @@ def evaluate(
 
     target = out or model / "evaluation.json"
     try:
-        result = api.evaluate(model, data, samples=samples, nfe=nfe, stride=stride, max_windows=max_windows,
-                              seed=seed, out=target, load_options=_parse_options(load_option))
+        result = api.evaluate(model, data, samples=samples, draws=draws, nfe=nfe, stride=stride,
+                              max_windows=max_windows, seed=seed, out=target, load_options=_parse_options(load_option))
     except TrajdiffError as error:
         _fail(error)
-    typer.echo(f"{result['domain']} model on {result['windows']} windows, {result['samples']} samples, "
+    drawn = f" (of {result['draws']} drawn)" if result["draws"] > result["samples"] else ""
+    typer.echo(f"{result['domain']} model on {result['windows']} windows, {result['samples']} samples{drawn}, "
                f"{result['nfe']} NFE:")
     for name, value in result["metrics"].items():
         typer.echo(f"  {name:<16}{value:.4f}")

@@ -177,6 +177,12 @@ class Domain(ABC):
         per-column plot."""
         return None
 
+    def endpoints(self, futures: np.ndarray, columns: list[str]) -> np.ndarray:
+        """Sampled futures ``[S, H, F]`` of one entity in user units -> the points ``[S, C]`` on which
+        representative samples are chosen (k-means, ``forecast(draws=...)``): where each sample ends.
+        Default: the final row, every column. Domains with positions return those, in a metric frame."""
+        return np.asarray(futures)[:, -1]
+
     def augment_windows(self, windows: np.ndarray, encoder: Encoder) -> np.ndarray:
         """Training windows ``[N, T, D]`` (encoded) -> the windows to train on, e.g. with mirrored copies
         added where the domain is symmetric. Default: unchanged."""

@@ -36,6 +36,21 @@ def sinusoidal(values: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     return emb
 
 
+def distinct_levels(k: Tensor, *, per_sample_condition: bool, along_time: bool = True) -> Tensor:
+    """``k [B, T]`` reduced to ``[1, T]`` when every sequence has the same levels (a sampler's step) and
+    to ``[B|1, 1]`` when every token of a sequence has the same level (one noise level per window;
+    only with ``along_time``, for networks whose embeddings broadcast over time).
+
+    Why: the level embedding and every block's modulation are then computed once and broadcast,
+    instead of once per token; the result is the same. A per-sample condition keeps the batch axis.
+    """
+    if k.shape[0] > 1 and not per_sample_condition and bool((k == k[:1]).all()):
+        k = k[:1]
+    if along_time and k.shape[1] > 1 and bool((k == k[:, :1]).all()):
+        k = k[:, :1]
+    return k
+
+
 class LevelEmbedding(nn.Module):
     """Per-token noise level [B, T] in [0, 1] -> [B, T, emb_dim] (sinusoids, then a Mish MLP)."""
 

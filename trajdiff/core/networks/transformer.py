@@ -20,6 +20,7 @@ from trajdiff.core.networks.embeddings import (
     LevelEmbedding,
     check_inputs,
     check_positive_int,
+    distinct_levels,
     sinusoidal,
 )
 from trajdiff.errors import ConfigError
@@ -56,7 +57,7 @@ class Block(nn.Module):
         nn.init.zeros_(self.ada[1].bias)
 
     def forward(self, h: Tensor, c: Tensor, mask: Tensor | None) -> Tensor:
-        """h: [B, T, W] tokens, c: [B, T, W] modulation signal, mask: [T, T] bool or None."""
+        """h: [B, T, W] tokens, c: [B|1, T|1, W] modulation signal (broadcast), mask: [T, T] bool or None."""
         shift1, scale1, shift2, scale2 = self.ada(c).chunk(4, dim=-1)
         batch, length, width = h.shape
         qkv = self.qkv(_modulate(self.norm1(h), shift1, scale1))
@@ -144,7 +145,8 @@ class TemporalTransformer(nn.Module):
         check_inputs(x, k, cond, cond_drop, self.dim, self.cond_dim)
         batch, length, _ = x.shape
         h = self.in_proj(x)
-        c = self.level_emb(k) + self.cond_emb(cond, batch, cond_drop).unsqueeze(1)  # [B, T, W]
+        k = distinct_levels(k, per_sample_condition=cond is not None)
+        c = self.level_emb(k) + self.cond_emb(cond, k.shape[0], cond_drop).unsqueeze(1)  # [B|1, T|1, W]
         pos = sinusoidal(torch.arange(length, device=x.device), self.width).to(h.dtype)
         h = h + pos + c
         mask = causal_mask(length, x.device) if self.causal else None

@@ -19,6 +19,7 @@ from trajdiff.core.networks.embeddings import (
     LevelEmbedding,
     check_inputs,
     check_positive_int,
+    distinct_levels,
 )
 from trajdiff.errors import ConfigError
 
@@ -148,8 +149,9 @@ class TemporalUNet(nn.Module):
     ) -> Tensor:
         """Denoiser output [B, T, D] for noisy tokens x at per-token levels k."""
         check_inputs(x, k, cond, cond_drop, self.dim, self.cond_dim)
-        batch, length, _ = x.shape
-        emb = self.level_emb(k) + self.cond_emb(cond, batch, cond_drop).unsqueeze(1)  # [B, T, E]
+        length = x.shape[1]
+        k = distinct_levels(k, per_sample_condition=cond is not None, along_time=False)
+        emb = self.level_emb(k) + self.cond_emb(cond, k.shape[0], cond_drop).unsqueeze(1)  # [B|1, T, E]
         h, emb = x.transpose(1, 2), emb.transpose(1, 2)
         pad = -length % (2**self.n_down)
         if pad:

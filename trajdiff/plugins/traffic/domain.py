@@ -130,6 +130,10 @@ class TrafficDomain(Domain):
     def metrics(self) -> dict[str, Metric]:
         return {"min_ade": min_ade_metric, "min_fde": min_fde_metric}
 
+    def endpoints(self, futures: np.ndarray, columns: list[str]) -> np.ndarray:
+        """Final positions (x, y) of each sample: where representative samples are chosen."""
+        return np.asarray(futures)[:, -1, :2]
+
     def plot_forecasts(
         self, path: Path, histories: dict[str, np.ndarray], futures: dict[str, np.ndarray], columns: list[str],
         truths: dict[str, np.ndarray] | None = None,

@@ -15,6 +15,7 @@ from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError
 from trajdiff.plugins.spec import Cost, DatasetCard, Domain, Metric, ModelDefaults
 from trajdiff.plugins.vessel.encoder import VesselEncoder
+from trajdiff.plugins.vessel.geo import to_local
 from trajdiff.plugins.vessel.guides import (
     COST_NAMES,
     GUIDE_LOAD_OPTIONS,
@@ -118,6 +119,13 @@ class VesselDomain(Domain):
         if unknown:
             raise ConfigError(f"unknown vessel guide option(s) {unknown}; valid options: {list(GUIDE_OPTIONS)}")
         return vessel_guides(encoder, **options)
+
+    def endpoints(self, futures: np.ndarray, columns: list[str]) -> np.ndarray:
+        """Final positions of each sample in metres (east, north) around their mean: k-means in degrees
+        would stretch the north-south axis."""
+        end = np.asarray(futures)[:, -1]
+        lat, lon = end[:, columns.index("lat")], end[:, columns.index("lon")]
+        return to_local(lat, lon, float(lat.mean()), float(lon.mean()))
 
     def plot_forecasts(
         self, path: Path, histories: dict[str, np.ndarray], futures: dict[str, np.ndarray], columns: list[str],
