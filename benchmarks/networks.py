@@ -16,6 +16,12 @@
     denoiser adapter (`network_denoiser`: input scaling and eps -> (x0, eps)), as diffusers' step
     includes its own eps -> x0 conversion. ``adapter_per_step`` isolates that adapter's share.
 
+(c) Noise levels shared by every sequence of a batch (a sampler step) or by every token of a window
+    (one level per window in training): the networks embed each distinct level row once and broadcast
+    it (`embeddings.distinct_levels`). Timed against the same call with that reduction switched off
+    (every token embedded and modulated on its own), interleaved, batch 64, T = 20, D = 22 (the ETH/UCY
+    model: width 64, depth 3) and the default networks at T = 64, D = 8.
+
     .venv/bin/python benchmarks/networks.py             # full run, writes benchmarks/results/networks.json
     .venv/bin/python benchmarks/networks.py --quick     # smoke run, temp file
     .venv/bin/python benchmarks/networks.py --profile   # cProfile of our loop (N = 50, batch 1), printed
@@ -100,6 +106,49 @@ def forward_pass_rows(quick: bool) -> list[dict[str, Any]]:
                     "samples_per_s": batch / timing["median"],
                 }
             )
+    return rows
+
+
+def shared_level_rows(quick: bool) -> list[dict[str, Any]]:
+    """(c): one forward pass with levels shared across the batch (a sampler step with 8 clean context
+    tokens) or along each window, with and without embedding each distinct level row once."""
+    import trajdiff.core.networks.transformer as transformer_module
+    import trajdiff.core.networks.unet as unet_module
+
+    cases = [("TemporalTransformer (ETH/UCY size)", lambda: TemporalTransformer(dim=22, width=64, depth=3), 20, 22,
+              transformer_module),
+             ("TemporalTransformer", lambda: TemporalTransformer(dim=D), T, D, transformer_module),
+             ("TemporalUNet", lambda: TemporalUNet(dim=D), T, D, unet_module)]
+    rows = []
+    for name, make, length, dim, module in cases:
+        torch.manual_seed(0)
+        net = make().eval()
+        x = torch.randn(64, length, dim)
+        step = torch.full((64, length), 0.4)
+        step[:, :8] = 0.0
+        window = torch.rand(64, 1).expand(64, length).contiguous()
+        variants = [("sampler step", step), ("one per window", window)]
+        for levels, k in variants if module is transformer_module else variants[:1]:  # the U-Net: batch axis only
+            reduce = module.distinct_levels
+
+            def shared(net=net, x=x, k=k) -> None:
+                with torch.no_grad():
+                    net(x, k)
+
+            def per_token(net=net, x=x, k=k, module=module, reduce=reduce) -> None:
+                module.distinct_levels = lambda k, **_: k
+                try:
+                    with torch.no_grad():
+                        net(x, k)
+                finally:
+                    module.distinct_levels = reduce
+
+            times = interleaved({"shared": shared, "per_token": per_token}, repeats=5 if quick else 30)
+            ratios = [a / b for a, b in zip(times["per_token"], times["shared"], strict=True)]
+            rows.append({"method": "trajdiff", "part": "shared_levels", "network": name, "levels": levels,
+                         "batch": 64, "tokens": length, "dim": dim,
+                         "ms_shared": 1e3 * median(times["shared"]), "ms_per_token": 1e3 * median(times["per_token"]),
+                         "speedup": median(ratios), "repeats": len(ratios)})
     return rows
 
 
@@ -265,6 +314,13 @@ def tables(payload: dict[str, Any]) -> str:
             ],
         )
     )
+    shared = [r for r in rows if r["part"] == "shared_levels"]
+    if shared:
+        out.append("\nShared noise levels embedded once vs per token, forward pass, batch 64, 1 thread (median of "
+                   "interleaved rounds)\n")
+        columns = ["network", "levels", "tokens", "dim", "ms_shared", "ms_per_token", "speedup"]
+        out.append(markdown_table(shared, columns, ["network", "levels", "T", "D", "ms, embedded once", "ms, per token",
+                                   "speedup (median of paired)"]))
     return "\n".join(out)
 
 
@@ -285,7 +341,7 @@ def main() -> None:
         print(profile())
         return
     start = time.perf_counter()
-    rows = forward_pass_rows(args.quick) + overhead_rows(args.quick)
+    rows = forward_pass_rows(args.quick) + overhead_rows(args.quick) + shared_level_rows(args.quick)
     elapsed = time.perf_counter() - start
     import diffusers
 

@@ -29,8 +29,9 @@ from _common import markdown_table, results_path, write_results  # noqa: E402
 
 from trajdiff import api  # noqa: E402
 from trajdiff.plugins.rl.collect import make_pointmaze, pointmaze_dataset_id  # noqa: E402
+from trajdiff.plugins.rl.mazes import EVAL_MAPS, MazeGrid, WaypointController  # noqa: E402
 from trajdiff.plugins.rl.planner import PlannerConfig  # noqa: E402
-from trajdiff.plugins.rl.rollout import run_planner  # noqa: E402
+from trajdiff.plugins.rl.rollout import environment_for, normalized_score, run_planner  # noqa: E402
 
 HORIZONS = {"umaze": 128, "medium": 256, "large": 384}  # plan length in steps, as Diffuser's maze2d configs
 SKIPS = {"umaze": 4, "medium": 4, "large": 8}  # steps per token: large plans every 8th state (48 tokens)
@@ -75,6 +76,26 @@ def add_data_statistics(model_dir: Path, dataset_id: str) -> None:
     config_path.write_text(json.dumps(config, indent=2))
 
 
+def expert_scores(maze: str, loaded: api.LoadedModel, episodes: int, first_seed: int) -> list[float]:
+    """Normalized scores of the waypoint expert (the 100 of the reference scores, without action noise)
+    on the same evaluation environment and reset seeds as the planner: a paired baseline, since
+    how far the goal lies from the start varies a lot between episodes."""
+    source = loaded.encoder.source
+    env, _ = environment_for(ENV_IDS[maze], source)
+    expert = WaypointController(MazeGrid.from_map(EVAL_MAPS[maze], env.unwrapped.maze.maze_size_scaling))
+    scores = []
+    for seed in range(first_seed, first_seed + episodes):
+        obs, _ = env.reset(seed=seed)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(expert(obs))
+            total += float(reward)
+            done = terminated or truncated
+        scores.append(float(normalized_score(total, source)))
+    env.close()
+    return scores
+
+
 def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
     started = time.monotonic()
     dataset_id = ensure_dataset(maze, args.steps, root)
@@ -111,6 +132,8 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
         results[warm] = run_planner(loaded, ENV_IDS[maze], episodes=episodes, seed=args.seeds_from, config=config,
                                     render=render)
     warm = results[True]
+    expert = expert_scores(maze, loaded, args.episodes, args.seeds_from)
+    gap = np.asarray(warm["normalized_scores"]) - np.asarray(expert)
     cold = results.get(False, {"score_mean": None, "score_se": None, "ms_per_decision": None, "normalized_scores": []})
     return {
         "maze": maze, "env": ENV_IDS[maze], "dataset": dataset_id, "dataset_steps": args.steps,
@@ -122,6 +145,10 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
         "ms_per_plan_cold": warm["ms_per_plan_cold"], "ms_per_plan_warm": warm["ms_per_plan_warm"],
         "reference": warm["reference"], "episodes": args.episodes, "cold_episodes": args.cold_episodes,
         "diffuser_published": DIFFUSER[maze],
+        "expert_score_mean": float(np.mean(expert)),
+        "expert_score_se": float(np.std(expert, ddof=1) / len(expert) ** 0.5),
+        "minus_expert_mean": float(gap.mean()), "minus_expert_se": float(gap.std(ddof=1) / len(gap) ** 0.5),
+        "expert_scores": expert,
         "scores": warm["normalized_scores"], "scores_cold": cold["normalized_scores"], "planner": warm["planner"],
     }
 
@@ -169,11 +196,14 @@ def main() -> None:
         "cpu": f"{r['train_cpu_minutes']:.1f}",
         "steps": r["train_steps"],
         "diffuser": f"{r['diffuser_published']:.1f}",
+        "expert": f"{r['expert_score_mean']:.1f} ± {r['expert_score_se']:.1f}",
+        "gap": f"{r['minus_expert_mean']:+.1f} ± {r['minus_expert_se']:.1f}",
     } for r in rows]
-    columns = ["maze", "warm", "cold", "success", "ms_warm", "ms_cold", "cpu", "steps", "diffuser"]
+    columns = ["maze", "warm", "cold", "success", "ms_warm", "ms_cold", "cpu", "steps", "expert", "gap", "diffuser"]
     table = markdown_table(display, columns,
                            ["maze", "score, warm starts", "score, cold plans", "success", "ms/decision warm",
-                            "ms/decision cold", "training CPU-min", "training steps", "Diffuser (maze2d-v1)"])
+                            "ms/decision cold", "training CPU-min", "training steps", "expert, same seeds",
+                            "warm minus expert (paired)", "Diffuser (maze2d-v1)"])
     print(table)
     command = "benchmarks/pointmaze.py " + " ".join(sys.argv[1:])
     path = write_results("pointmaze", command, rows, args.out or results_path("pointmaze", args.quick), table=table)

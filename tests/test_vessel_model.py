@@ -85,6 +85,11 @@ def test_keep_out_and_waypoint_guide_forecasts_through_the_api(circle_model: Pat
     before = haversine_m(*plain[:, -1, :2].T, *goal).mean()
     after = haversine_m(*pulled[:, -1, :2].T, *goal).mean()
     assert after < 0.6 * before, (before, after)
+    # draws: 4 of the same 16 draws, chosen on where they end (in metres), each one of the plain samples
+    kept = api.forecast(circle_model, log, samples=4, draws=16, nfe=10).samples["1"]
+    assert kept.shape == (4, *plain.shape[1:])
+    match = [int(np.abs(plain - k).max(axis=(1, 2)).argmin()) for k in kept]
+    assert len(set(match)) == 4 and np.allclose(plain[match], kept)
 
 
 @needs_shared
