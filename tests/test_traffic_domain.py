@@ -362,6 +362,11 @@ def test_cli_train_forecast_round_trip_and_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["forecast", "--model", str(model), "--data", str(data), "--out", str(kept),
                                  "--samples", "3", "--draws", "2"])
     assert result.exit_code != 0 and "draws (2) must be at least samples (3)" in result.output
+    scores = tmp_path / "scores.json"
+    result = runner.invoke(app, ["evaluate", "--model", str(model), "--data", str(data), "--samples", "3",
+                                 "--draws", "6", "--nfe", "4", "--out", str(scores)])
+    assert result.exit_code == 0 and "3 samples (of 6 drawn)" in result.output, result.output
+    assert json.loads(scores.read_text())["draws"] == 6
 
 
 # ------------------------------------------------------------------------------------- a trained model
