@@ -39,7 +39,6 @@ from _common import machine, markdown_table, results_path, write_results  # noqa
 
 from trajdiff import __version__, api  # noqa: E402
 from trajdiff.core.model import DiffusionModel  # noqa: E402
-from trajdiff.core.selection import representative_samples  # noqa: E402
 from trajdiff.core.training import TrainConfig, TrainData, Trainer  # noqa: E402
 from trajdiff.plugins.traffic import TrafficDomain  # noqa: E402
 from trajdiff.plugins.traffic.joint import sample_joint  # noqa: E402
@@ -147,9 +146,10 @@ def draw(loaded: api.LoadedModel, windows: TestWindows, *, samples: int, nfe: in
 
 
 def clustered(pred: np.ndarray, keep: int, seed: int) -> np.ndarray:
-    """``keep`` of each window's samples ``[N, M, 12, 2]``, one per k-means cluster of their final positions."""
-    chosen = representative_samples(pred[:, :, -1], keep, seed=seed)
-    return np.take_along_axis(pred, chosen[:, :, None, None], axis=1)
+    """``keep`` of each window's samples ``[N, M, 12, 2]``, one per k-means cluster of their final positions
+    (what `trajdiff evaluate --draws` does)."""
+    chosen = api.keep_representatives(TrafficDomain(), pred.transpose(1, 0, 2, 3), ["x", "y"], keep, seed=seed)
+    return chosen.transpose(1, 0, 2, 3)
 
 
 def errors(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:

@@ -367,11 +367,13 @@ def forecast(
     by_entity: dict[str, np.ndarray] = {}
     truths: dict[str, np.ndarray] = {}  # a domain may put the known future in meta "future" (rows after the data)
     histories: dict[str, np.ndarray] = {}
+    decoded = np.stack([loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(kept))],
+                       axis=1)  # [S, N, H, F]
+    decoded = decoded[..., keep] if keep else decoded
+    if draws is not None and draws > samples:
+        decoded = keep_representatives(loaded.domain, decoded, names, samples, seed=seed)
     for j, i in enumerate(kept):
-        raw = loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:]  # [S, H, F]
-        raw = raw[..., keep] if keep else raw
-        if draws is not None and draws > samples:
-            raw = keep_representatives(loaded.domain, raw[:, None], names, samples, seed=seed)[:, 0]
+        raw = decoded[:, j]  # [S, H, F]
         meta = episodes.meta[i] if episodes.meta else {}
         entity = str(meta.get("entity", episodes.ids[i]))
         times = meta.get("times")

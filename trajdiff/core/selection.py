@@ -62,17 +62,12 @@ def representative_samples(final_points: np.ndarray, k: int, *, iterations: int 
     come back; with ``k == M`` every sample is kept."""
     points = np.asarray(final_points, dtype=np.float64)
     centres, labels = kmeans(points, k, iterations=iterations, seed=seed)
-    n, m, _ = points.shape
+    m = points.shape[1]
     gap = np.sqrt(((points - np.take_along_axis(centres, labels[..., None], axis=1)) ** 2).sum(-1))  # [N, M]
-    keep = np.empty((n, k), dtype=np.int64)
-    for i in range(n):
-        chosen: list[int] = []
-        for j in range(k):
-            members = np.flatnonzero(labels[i] == j)
-            if members.size:
-                chosen.append(int(members[gap[i, members].argmin()]))
-        if len(chosen) < k:
-            rest = np.setdiff1d(np.arange(m), chosen)
-            chosen += rest[np.argsort(-gap[i, rest], kind="stable")][:k - len(chosen)].tolist()
-        keep[i] = chosen
+    member = labels[..., None] == np.arange(k)  # [N, M, k]
+    keep = np.where(member, gap[..., None], np.inf).argmin(1)  # [N, k]: each cluster's member nearest its centre
+    for i in np.flatnonzero(~member.any(1).all(1)):  # items with an empty cluster (coinciding samples)
+        chosen = keep[i][member[i].any(0)].tolist()
+        rest = np.setdiff1d(np.arange(m), chosen)
+        keep[i] = chosen + rest[np.argsort(-gap[i, rest], kind="stable")][:k - len(chosen)].tolist()
     return keep
