@@ -264,3 +264,40 @@ def test_adaptive_ode_never_evaluates_below_its_end_level(gaussian) -> None:
     x1 = torch.randn(100, 1, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     result = sample_ode(watched, x1, schedule, rtol=1e-5, atol=1e-5, k_end=1e-3)
     assert min(levels) >= 1e-3 - 1e-12 and torch.isfinite(result.x).all()
+
+
+def test_antithetic_pairs_mirror_around_the_flow_of_zero_and_keep_the_distribution() -> None:
+    """With the exact denoiser of a Gaussian the deterministic flow is affine, so each antithetic pair
+    averages to the flow's image of zero noise (the conditional mean), while every sample keeps the
+    conditional distribution."""
+    horizon, observed, group = 8, 3, 6000
+    mean, cov = ar1_sequence(horizon)
+    schedule = build_schedule("cosine")
+    plan = plans.with_context(plans.full_sequence(horizon, 50), list(range(observed)))
+    known = mean[:observed] + 0.5
+    context = torch.zeros(group, horizon, 1, dtype=torch.float64)
+    context[:, :observed, 0] = known
+    noise = samplers.antithetic_noise(context.shape, group, generator=torch.Generator().manual_seed(2),
+                                      dtype=torch.float64)
+    assert torch.equal(noise[: group // 2], -noise[group // 2:])
+    denoise = batched_joint_gaussian_denoiser(mean[:, None], cov, schedule)
+
+    def flow(start_noise):
+        x = samplers.initial_state(start_noise.shape, plan, schedule, context=context[: len(start_noise)],
+                                   dtype=torch.float64, noise=start_noise)
+        return samplers.sample(denoise, x, plan, schedule, solver="dpmpp2m")[:, observed:, 0]
+
+    out = flow(noise)
+    centre = flow(torch.zeros(1, horizon, 1, dtype=torch.float64))[0]
+    pair_mean = (out[: group // 2] + out[group // 2:]) / 2
+    assert (pair_mean - centre).abs().max() < 1e-9
+    gain = cov[observed:, :observed] @ torch.linalg.inv(cov[:observed, :observed])
+    cond_mean = mean[observed:] + gain @ (known - mean[:observed])
+    cond_cov = cov[observed:, observed:] - gain @ cov[observed:, :observed].T
+    assert (torch.quantile(out, 0.5, dim=0) - centre).abs().max() < 1e-9  # the median, exactly
+    assert (centre - cond_mean).abs().max() < 2e-3  # 50 solver steps
+    assert (torch.cov(out.T) - cond_cov).norm() / cond_cov.norm() < 0.1
+    with pytest.raises(ConfigError, match="even group size"):
+        samplers.antithetic_noise((6, 8, 1), 3)
+    with pytest.raises(ShapeError, match="noise has shape"):
+        samplers.initial_state((2, 8, 1), plan, schedule, noise=torch.zeros(3, 8, 1))

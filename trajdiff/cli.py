@@ -217,6 +217,8 @@ def forecast(
                               "outcomes (e.g. --samples 20 --draws 100 for best-of-20 scores)."),
     nfe: int = typer.Option(None, min=1, help="Function evaluations (sampler steps)."),
     solver: str = typer.Option(None, help="ddpm, ddim, dpmpp2m, euler or heun."),
+    antithetic: bool = typer.Option(False, help="Draw samples in mirrored noise pairs (z, -z): still draws from "
+                                    "the model, with a steadier median and mean (needs an even number)."),
     plot: Path = typer.Option(None, help="Also write a plot (.png)."),
     cost: list[str] = typer.Option([], help="Guide with a cost: NAME or NAME=SCALE (repeatable)."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -227,7 +229,8 @@ def forecast(
 
     try:
         result = api.forecast(model, data, samples=samples, nfe=nfe, solver=solver, seed=seed, out=out, plot=plot,
-                              costs=_parse_costs(cost), load_options=_parse_options(load_option), draws=draws)
+                              costs=_parse_costs(cost), load_options=_parse_options(load_option), draws=draws,
+                              antithetic=antithetic)
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"forecast {len(result.samples)} entit{'y' if len(result.samples) == 1 else 'ies'} "
@@ -246,6 +249,8 @@ def evaluate(
                               "one per k-means cluster of where they end, so the kept ones cover distinct "
                               "outcomes (e.g. --samples 20 --draws 100 for best-of-20 scores)."),
     nfe: int = typer.Option(None, min=1, help="Function evaluations (sampler steps)."),
+    antithetic: bool = typer.Option(False, help="Draw samples in mirrored noise pairs (z, -z): still draws from "
+                                    "the model, with a steadier median and mean (needs an even number)."),
     stride: int = typer.Option(None, min=1, help="Step between evaluation windows (default: the horizon)."),
     max_windows: int = typer.Option(None, min=1, help="Evaluate at most this many windows, evenly spread."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -257,10 +262,12 @@ def evaluate(
     target = out or model / "evaluation.json"
     try:
         result = api.evaluate(model, data, samples=samples, draws=draws, nfe=nfe, stride=stride,
-                              max_windows=max_windows, seed=seed, out=target, load_options=_parse_options(load_option))
+                              max_windows=max_windows, seed=seed, out=target, load_options=_parse_options(load_option),
+                              antithetic=antithetic)
     except TrajdiffError as error:
         _fail(error)
     drawn = f" (of {result['draws']} drawn)" if result["draws"] > result["samples"] else ""
+    drawn += ", antithetic pairs" if result["antithetic"] else ""
     typer.echo(f"{result['domain']} model on {result['windows']} windows, {result['samples']} samples{drawn}, "
                f"{result['nfe']} NFE:")
     for name, value in result["metrics"].items():

@@ -269,14 +269,20 @@ def initial_state(
     context: Tensor | None = None,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
+    noise: Tensor | None = None,
 ) -> Tensor:
     """The sequence a plan starts from: ``alpha(k0) * context + sigma(k0) * noise`` per token.
 
     Without ``context`` (clean values, ``[B, T, D]``) the start is noise scaled by sigma(k0) (pure
     noise at level 1 for every schedule, sigma_max * noise for EDM); tokens at level 0 in row 0 are
     exactly the context, and tokens at a warm-start level are the context re-noised to it.
+    ``noise`` (standard normal, ``shape``) replaces the drawn noise, e.g. for antithetic pairs.
     """
-    noise = torch.randn(tuple(shape), generator=generator, dtype=dtype)
+    if noise is None:
+        noise = torch.randn(tuple(shape), generator=generator, dtype=dtype)
+    elif tuple(noise.shape) != tuple(shape):
+        raise ShapeError(f"noise has shape {tuple(noise.shape)}, expected {tuple(shape)}")
+    noise = noise.to(dtype)
     k0 = plan[0].to(dtype).expand(shape[0], shape[1])
     alpha, sigma = _coefficients(schedule, k0)
     if context is None:
@@ -287,6 +293,28 @@ def initial_state(
             raise ShapeError(f"context has shape {tuple(context.shape)}, expected {tuple(shape)}")
         values = context.to(dtype)
     return torch.where((k0 == 0)[..., None], values, alpha * values + sigma * noise)
+
+
+def antithetic_noise(
+    shape: tuple[int, int, int] | torch.Size,
+    group: int,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Standard normal noise ``[B, T, D]`` whose rows come in mirrored pairs within each group of ``group``
+    consecutive rows (the samples of one context): row ``i`` and row ``i + group / 2`` are ``z`` and ``-z``.
+
+    Why: each row is still standard normal, so every sample is a draw from the model; with a
+    deterministic solver a pair's two samples mirror each other around the flow's image of zero,
+    which cancels most of the Monte Carlo noise in the samples' mean and median.
+    """
+    batch = shape[0]
+    if group < 2 or group % 2 or batch % group:
+        raise ConfigError(f"antithetic noise needs an even group size that divides the batch; got group {group} "
+                          f"for a batch of {batch}")
+    half = torch.randn(batch // group, group // 2, *tuple(shape)[1:], generator=generator, dtype=dtype)
+    return torch.cat([half, -half], dim=1).reshape(tuple(shape))
 
 
 def sample(
