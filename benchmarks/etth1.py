@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, results_path, write_results  # noqa: E402
 
 from trajdiff import api  # noqa: E402
+from trajdiff.calibration import fit_calibration  # noqa: E402
 from trajdiff.core import metrics  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ett" / "ETTh1.csv"
@@ -130,25 +131,12 @@ def _encode(encoder, x: np.ndarray, horizon: int) -> tuple[np.ndarray, list[dict
     return np.stack(encoded).astype(np.float32), list(frames)
 
 
-def _forecast(loaded, contexts, frames, samples: int, nfe: int, seed: int) -> np.ndarray:
+def _forecast(loaded, contexts, frames, samples: int, nfe: int, seed: int, antithetic: bool = False) -> np.ndarray:
     """Standardized samples [S, N, H, F] of the future."""
     encoder = loaded.encoder
-    drawn = api.sample_futures(loaded, contexts, samples=samples, nfe=nfe, seed=seed)
+    drawn = api.sample_futures(loaded, contexts, samples=samples, nfe=nfe, seed=seed, antithetic=antithetic)
     decoded = np.stack([encoder.decode(drawn[:, j], frames[j]) for j in range(len(frames))], axis=1)
     return encoder.normalizer.transform(decoded)[:, :, CONTEXT:]
-
-
-def _spread_factor(samples: np.ndarray, truth: np.ndarray, level: float = 0.9) -> float:
-    """The factor on the samples' spread around their median that gives ``level`` coverage (bisection)."""
-    median = np.median(samples, axis=0)
-    lo, hi = 0.25, 8.0
-    for _ in range(30):
-        mid = (lo * hi) ** 0.5
-        widened = median + mid * (samples - median)
-        q_lo, q_hi = np.quantile(widened, [(1 - level) / 2, (1 + level) / 2], axis=0)
-        covered = np.mean((truth >= q_lo) & (truth <= q_hi))
-        lo, hi = (mid, hi) if covered < level else (lo, mid)
-    return (lo * hi) ** 0.5
 
 
 def _base(encoder, contexts: np.ndarray, frames: list[dict]) -> np.ndarray:
@@ -160,26 +148,18 @@ def _base(encoder, contexts: np.ndarray, frames: list[dict]) -> np.ndarray:
                      for j in range(len(frames))])
 
 
-def _recentre(samples: np.ndarray, base: np.ndarray, weight: float | np.ndarray) -> np.ndarray:
-    """Shifts each window's samples so that their median moves to ``base + weight (median - base)``
-    (``weight``: one number, or one per variable); the spread is kept."""
-    median = np.median(samples, axis=0)
-    return samples - (1.0 - np.asarray(weight)) * (median - base)
+def _gaussian_samples(base: np.ndarray, spread: np.ndarray, samples: int, seed: int, antithetic: bool) -> np.ndarray:
+    """``samples`` draws of base + spread * N(0, 1) per element (``[S, N, H, F]``), mirrored in pairs if asked."""
+    rng = np.random.default_rng(seed)
+    if antithetic:
+        half = rng.standard_normal((samples // 2, *base.shape))
+        noise = np.concatenate([half, -half])
+    else:
+        noise = rng.standard_normal((samples, *base.shape))
+    return base + spread * noise
 
 
-def _recentre_weight(samples: np.ndarray, base: np.ndarray, truth: np.ndarray, per_variable: bool = False
-                     ) -> float | np.ndarray:
-    """The weight on the diffusion median (vs the ridge base) with the lowest MSE, on a grid of 0.1;
-    with ``per_variable`` one weight per variable (last axis)."""
-    median = np.median(samples, axis=0)
-    grid = np.linspace(0.0, 1.0, 11)
-    axes = (0, 1) if per_variable else None
-    errors = np.stack([np.mean((base + w * (median - base) - truth) ** 2, axis=axes) for w in grid])
-    best = grid[np.argmin(errors, axis=0)]
-    return best if per_variable else float(best)
-
-
-def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, horizon: int,
+def run_trajdiff(train_frame: pd.DataFrame, train: np.ndarray, val: np.ndarray, test: np.ndarray, horizon: int,
                  args: argparse.Namespace, workdir: Path) -> tuple[list[dict], dict[str, float]]:
     """Trains in rounds, keeps the round with the lowest validation MSE (early stopping, as the
     baselines' protocol does), calibrates the spread on validation, then scores the test windows."""
@@ -196,7 +176,8 @@ def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, h
                             resume=end > args.round_steps, network=NETWORK, **extra)
         loaded = api.load_model(model_dir)
         contexts, frames = _encode(loaded.encoder, x_val, horizon)
-        val_mse = float(np.mean((np.median(_forecast(loaded, contexts, frames, 8, 10, args.seed), 0) - y_val) ** 2))
+        drawn = _forecast(loaded, contexts, frames, 8, 10, args.seed, args.antithetic)
+        val_mse = float(np.mean((np.median(drawn, 0) - y_val) ** 2))
         history.append({"steps": end, "val_mse": val_mse})
         print(f"  h={horizon} steps={end} validation MSE {val_mse:.4f}", flush=True)
         if val_mse < best[0]:
@@ -207,40 +188,48 @@ def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, h
     loaded = api.load_model(best_dir)
     encoder = loaded.encoder
     contexts, frames = _encode(encoder, x_val, horizon)
-    val_samples = _forecast(loaded, contexts, frames, args.samples, 10, args.seed + 1)
-    factor = _spread_factor(val_samples, y_val)
+    val_samples = _forecast(loaded, contexts, frames, args.samples, 10, args.seed + 1, args.antithetic)
     val_base = _base(encoder, contexts, frames)
-    weight = _recentre_weight(val_samples, val_base, y_val)
-    weights = _recentre_weight(val_samples, val_base, y_val, per_variable=True)
-    print(f"  h={horizon}: spread factor {factor:.2f}, weight on the diffusion median {weight:.1f}, per variable "
-          f"{np.round(weights, 1).tolist()} (validation)")
+    calibration = fit_calibration(val_samples, y_val, val_base, level=0.9, data="ETTh1 validation months")
+    centred = fit_calibration(val_samples, y_val, val_base, spread=False)
+    print(f"  h={horizon}: weight on the diffusion median {calibration.median_weight:.1f}, spread factor "
+          f"{calibration.spread_factor:.2f} (validation)")
     x_test, y_test = windows(test, horizon)
     if args.max_windows and len(x_test) > args.max_windows:
         keep = np.linspace(0, len(x_test) - 1, args.max_windows).round().astype(int)
         x_test, y_test = x_test[keep], y_test[keep]
     x_test, y_test = _channels(x_test, args.channel_independent), _channels(y_test, args.channel_independent)
+    x_train, y_train = windows(train, horizon)
+    contexts, frames = _encode(encoder, _channels(x_train, args.channel_independent), horizon)
+    spread = (_base(encoder, contexts, frames) - _channels(y_train, args.channel_independent)).std(axis=0)
     contexts, frames = _encode(encoder, x_test, horizon)
     base = _base(encoder, contexts, frames)
     rows = []
     for nfe in args.nfe:
         started = time.monotonic()
-        samples = _forecast(loaded, contexts, frames, args.samples, nfe, args.seed)
+        samples = _forecast(loaded, contexts, frames, args.samples, nfe, args.seed, args.antithetic)
         seconds = time.monotonic() - started
-        common = {"horizon": horizon, "nfe": nfe, "samples": args.samples, "windows": len(x_test),
-                  "train_steps": best[1], "train_s": train_seconds}
+        common = {"horizon": horizon, "nfe": nfe, "samples": args.samples, "antithetic": args.antithetic,
+                  "windows": len(x_test), "train_steps": best[1], "train_s": train_seconds}
         rows.append({"method": "trajdiff", **common, **sample_scores(samples, y_test),
                      "windows_per_s": len(x_test) / seconds})
-        median = np.median(samples, axis=0)
-        rows.append({"method": "trajdiff, spread calibrated on validation", **common, "spread_factor": factor,
-                     **sample_scores(median + factor * (samples - median), y_test)})
-        rows.append({"method": "trajdiff, recentred on validation", **common, "median_weight": weight,
-                     **sample_scores(_recentre(samples, base, weight), y_test)})
-        if not args.channel_independent:
-            rows.append({"method": "trajdiff, recentred per variable on validation", **common,
-                         "median_weight": np.round(weights, 1).tolist(),
-                         **sample_scores(_recentre(samples, base, weights), y_test)})
-    ridge = {"method": "ridge base (trajdiff encoder)", "horizon": horizon, "windows": len(x_test),
-             **point_scores(base, y_test), "validation_rounds": history}
+        rows.append({"method": "trajdiff, centre calibrated on validation", **common,
+                     "median_weight": centred.median_weight, **sample_scores(centred.apply(samples, base), y_test)})
+        rows.append({"method": "trajdiff, centre and spread calibrated on validation", **common,
+                     "median_weight": calibration.median_weight, "spread_factor": calibration.spread_factor,
+                     **sample_scores(calibration.apply(samples, base), y_test)})
+    gaussian = _gaussian_samples(base, spread, args.samples, args.seed, args.antithetic)
+    rows.append({"method": "ridge base + Gaussian errors (training residual spread)", "horizon": horizon,
+                 "samples": args.samples, "windows": len(x_test), **sample_scores(gaussian, y_test)})
+    widened = fit_calibration(_gaussian_samples(val_base, spread, args.samples, args.seed + 1, args.antithetic),
+                              y_val, val_base, level=0.9)
+    rows.append({"method": "ridge base + Gaussian errors, calibrated on validation", "horizon": horizon,
+                 "samples": args.samples, "windows": len(x_test), "spread_factor": widened.spread_factor,
+                 **sample_scores(widened.apply(gaussian, base), y_test)})
+    forecaster = encoder.forecaster
+    ridge = {"method": f"ridge base (trajdiff encoder, anchor {forecaster.anchor})", "horizon": horizon,
+             "windows": len(x_test), **point_scores(base, y_test), "anchor": forecaster.anchor,
+             "anchor_holdout_mse": forecaster.holdout_mse, "validation_rounds": history}
     return rows, ridge
 
 
@@ -255,6 +244,8 @@ def main() -> None:
     parser.add_argument("--nfe", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--max-windows", type=int, default=0, help="evaluate on at most this many test windows")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--antithetic", action=argparse.BooleanOptionalAction, default=True,
+                        help="draw samples in mirrored noise pairs (a steadier median; --no-antithetic: independent)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--channel-independent", action="store_true",
                         help="each variable its own series (split_columns) with instance normalization")
@@ -273,7 +264,7 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as workdir:
         for horizon in args.horizons:
-            ours, ridge = run_trajdiff(train_frame, val, test, horizon, args, Path(workdir))
+            ours, ridge = run_trajdiff(train_frame, train, val, test, horizon, args, Path(workdir))
             x_test, y_test = windows(test, horizon)
             if args.max_windows and len(x_test) > args.max_windows:
                 keep = np.linspace(0, len(x_test) - 1, args.max_windows).round().astype(int)

@@ -80,3 +80,47 @@ def test_bad_encoder_settings_are_clear_errors() -> None:
     linear = SeriesEncoder(residual="linear", history=HISTORY, horizon=HORIZON).fit(_episodes())
     with pytest.raises(ShapeError, match="forecasts 16 rows from 32"):
         linear.encode(np.zeros((40, 2)), 24)
+
+
+def _ar1(length: int, rho: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = np.zeros(length)
+    for t in range(1, length):
+        x[t] = rho * x[t - 1] + rng.standard_normal()
+    return x
+
+
+def test_auto_anchor_reverts_to_the_mean_only_where_that_forecasts_better() -> None:
+    """A stationary AR(1) reverts to its mean over a long horizon, so the mean-anchored map wins on held-out
+    rows; a series whose level moves to a new value late on is forecast better by following the last value."""
+    stationary = _ar1(6000, 0.9, seed=2)[:, None]
+    reverting = RidgeForecaster(history=16, horizon=32).fit([stationary])
+    assert reverting.anchor == "mean" and reverting.holdout_mse["mean"] < reverting.holdout_mse["last"]
+    rng = np.random.default_rng(3)
+    level = np.concatenate([np.repeat(rng.choice([-1.0, 1.0], 24), 100), np.full(600, 3.0)])
+    shifting = (level + 0.5 * rng.standard_normal(len(level)))[:, None]
+    following = RidgeForecaster(history=16, horizon=32).fit([shifting])
+    assert following.anchor == "last" and following.holdout_mse["last"] < 0.8 * following.holdout_mse["mean"]
+    fresh = _ar1(3000, 0.9, seed=4)[:, None]  # unseen data from the same process
+    errors = {}
+    for anchor in ("last", "mean"):
+        model = RidgeForecaster(history=16, horizon=32, anchor=anchor).fit([stationary])
+        starts = range(0, 3000 - 48, 7)
+        errors[anchor] = np.mean([(model.predict(fresh[s:s + 16]) - fresh[s + 16:s + 48]) ** 2 for s in starts])
+    assert errors["mean"] < errors["last"]
+    assert RidgeForecaster(history=16, horizon=32).fit([stationary[:60]]).anchor == "last"  # no held-out window
+
+
+def test_anchor_survives_the_encoder_state_and_old_states_mean_last() -> None:
+    encoder = SeriesEncoder(residual="linear", history=HISTORY, horizon=HORIZON, anchor="mean").fit(_episodes())
+    state = json.loads(json.dumps(encoder.state_dict()))
+    assert state["anchor"] == "mean" and state["forecaster"]["anchor"] == "mean"
+    again = SeriesEncoder.from_state(state)
+    window = np.stack([np.sin(np.arange(48) / 5), np.cos(np.arange(48) / 7)], axis=1)
+    np.testing.assert_allclose(again.encode(window, HISTORY)[0], encoder.encode(window, HISTORY)[0])
+    del state["forecaster"]["anchor"], state["anchor"]  # a model written before anchors existed
+    assert SeriesEncoder.from_state(state).forecaster.anchor == "last"
+    with pytest.raises(ConfigError, match="anchor must be 'auto', 'last' or 'mean'"):
+        SeriesEncoder(residual="linear", history=HISTORY, horizon=HORIZON, anchor="median")
+    with pytest.raises(ConfigError, match="anchor must be 'last', 'mean' or 'auto'"):
+        RidgeForecaster(history=4, horizon=2, anchor="zero")

@@ -7,7 +7,8 @@ Two options make forecasting models better and cheaper:
 
 - ``residual="linear"``: the future rows become the residual over a closed-form linear forecast
   from the history (`RidgeForecaster`), scaled to unit variance; decoding adds the forecast back.
-  The frame of each window carries its forecast.
+  The frame of each window carries its forecast. ``anchor`` sets its level: "last" follows the last
+  observed value, "mean" may revert to the training mean, "auto" picks on held-out training rows.
 - ``instance_norm=True``: each window is also centred and scaled by its own history (RevIN), so the
   model and the linear forecast see level- and scale-free shapes; the frame carries both.
 - ``patch=P``: P consecutive rows form one token of P * F features (PatchTST's patches, Nie et al.,
@@ -50,6 +51,7 @@ class SeriesEncoder(Encoder):
         forecaster: RidgeForecaster | None = None,
         residual_scale: list[float] | None = None,
         instance_norm: bool = False,
+        anchor: str = "auto",
     ) -> None:
         if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
             raise ConfigError(f"patch must be a positive integer (rows per token), got {patch!r}")
@@ -57,6 +59,9 @@ class SeriesEncoder(Encoder):
             raise ConfigError(f"residual must be 'none' or 'linear', got {residual!r}")
         if residual == "linear" and forecaster is None and (not history or not horizon):
             raise ConfigError("residual='linear' needs history and horizon (rows) to fit the linear forecaster")
+        if anchor not in ("auto", "last", "mean"):
+            raise ConfigError(f"anchor must be 'auto', 'last' or 'mean' (the linear forecast's level), got {anchor!r}")
+        self.anchor = forecaster.anchor if forecaster is not None else anchor
         self.patch = patch
         self.rows_per_token = patch
         self.instance_norm = bool(instance_norm)
@@ -105,8 +110,9 @@ class SeriesEncoder(Encoder):
         if self.residual == "linear":
             assert self.history and self.horizon
             standardized = [self.normalizer.transform(np.asarray(seq, dtype=np.float64)) for seq in episodes.sequences]
-            self.forecaster = RidgeForecaster(self.history, self.horizon).fit(
+            self.forecaster = RidgeForecaster(self.history, self.horizon, anchor=self.anchor).fit(
                 standardized, instance_norm=self.instance_norm)
+            self.anchor = self.forecaster.anchor
             errors = []
             length = self.history + self.horizon
             for values in standardized:
@@ -179,7 +185,7 @@ class SeriesEncoder(Encoder):
         state: dict[str, Any] = {"kind": KIND, "columns": list(self.columns or []),
                                  "normalizer": self._norm().state_dict(), "patch": self.patch,
                                  "residual": self.residual, "history": self.history, "horizon": self.horizon,
-                                 "instance_norm": self.instance_norm}
+                                 "instance_norm": self.instance_norm, "anchor": self.anchor}
         if self.residual == "linear":
             state["forecaster"] = self.forecaster.state_dict()  # type: ignore[union-attr]
             state["residual_scale"] = self.residual_scale.tolist()  # type: ignore[union-attr]
@@ -205,4 +211,5 @@ class SeriesEncoder(Encoder):
             forecaster=forecaster,
             residual_scale=state.get("residual_scale"),
             instance_norm=bool(state.get("instance_norm", False)),
+            anchor=str(state.get("anchor", "last")),
         )

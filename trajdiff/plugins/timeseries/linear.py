@@ -4,8 +4,19 @@ Predicting a residual over a cheap deterministic forecast lets the diffusion mod
 capacity on what the forecast misses and on the uncertainty (Residual Denoising Diffusion Models;
 LED's initializer). The base here is one ridge regression from the last ``history`` standardized
 values of a column to its next ``horizon`` values, shared by all columns (channel-independent, as
-in DLinear/NLinear, Zeng et al., 2023), with the last observed value subtracted first (NLinear's
-normalization, which keeps the forecast level-free). It is solved exactly, no training loop.
+in DLinear/NLinear, Zeng et al., 2023). It is solved exactly, no training loop.
+
+Two anchors:
+
+- ``"last"``: the last observed value is subtracted first and added back (NLinear's normalization):
+  the forecast moves with the level of the history, the safe choice for drifting series;
+- ``"mean"``: a plain linear map with a bias, which can pull long forecasts back towards the
+  training mean (mean reversion); better for stationary series (ETTh1: test MSE at 192 steps
+  0.4318 against 0.4341 anchored on the last value).
+
+``"auto"`` (the default) fits both on the first 80% of every training series and keeps the one
+with the lower MSE on the last 20%, then refits it on everything: the choice never sees data
+outside the training series.
 """
 
 from __future__ import annotations
@@ -16,49 +27,95 @@ import numpy as np
 
 from trajdiff.errors import ConfigError, DataError
 
+ANCHORS = ("last", "mean")
+HOLDOUT = 0.2  # share of each training series held out when the anchor is chosen automatically
+
+
+def _windows(series: list[np.ndarray], history: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (history, future) pair of every column: ``[N, history]``, ``[N, horizon]``."""
+    length = history + horizon
+    inputs, targets = [], []
+    for values in series:
+        if len(values) < length:
+            continue
+        view = np.lib.stride_tricks.sliding_window_view(values, length, axis=0).reshape(-1, length)
+        inputs.append(view[:, :history])
+        targets.append(view[:, history:])
+    if not inputs:
+        return np.zeros((0, history)), np.zeros((0, horizon))
+    return np.concatenate(inputs), np.concatenate(targets)
+
+
+def _normalize(x: np.ndarray, y: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=1, keepdims=True)
+    spread = np.maximum(x.std(axis=1, keepdims=True), floor)
+    return (x - mean) / spread, (y - mean) / spread
+
 
 class RidgeForecaster:
-    """future = W (history - last) + b + last, for each column of a standardized window."""
+    """future = W (history - a) + b + a for each column of a standardized window, where the anchor a
+    is the last observed value (``anchor="last"``) or zero (``anchor="mean"``)."""
 
-    def __init__(self, history: int, horizon: int, ridge: float = 1.0) -> None:
+    def __init__(self, history: int, horizon: int, ridge: float = 1.0, anchor: str = "auto") -> None:
         if history < 1 or horizon < 1:
             raise ConfigError(f"a linear forecaster needs history >= 1 and horizon >= 1, got {history}, {horizon}")
+        if anchor not in (*ANCHORS, "auto"):
+            raise ConfigError(f"anchor must be 'last', 'mean' or 'auto', got {anchor!r}")
         self.history = history
         self.horizon = horizon
         self.ridge = float(ridge)
+        self.anchor = anchor
+        self.holdout_mse: dict[str, float] = {}  # per anchor, when chosen automatically
         self.weights: np.ndarray | None = None  # [history + 1, horizon], last row is the bias
+
+    def _solve(self, x: np.ndarray, y: np.ndarray, anchor: str) -> np.ndarray:
+        level = x[:, -1:] if anchor == "last" else 0.0
+        design = np.concatenate([x - level, np.ones((len(x), 1))], axis=1)
+        gram = design.T @ design + self.ridge * np.eye(design.shape[1])
+        return np.linalg.solve(gram, design.T @ (y - level))
+
+    def _apply(self, weights: np.ndarray, x: np.ndarray, anchor: str) -> np.ndarray:
+        level = x[:, -1:] if anchor == "last" else 0.0
+        return np.concatenate([x - level, np.ones((len(x), 1))], axis=1) @ weights + level
+
+    def _choose_anchor(self, series: list[np.ndarray], max_windows: int, instance_norm: bool, floor: float) -> str:
+        """The anchor with the lower MSE on the last ``HOLDOUT`` of every series, fitted on the rest."""
+        early = [values[: int(len(values) * (1 - HOLDOUT))] for values in series]
+        late = [values[max(0, int(len(values) * (1 - HOLDOUT)) - self.history):] for values in series]
+        (x_fit, y_fit), (x_check, y_check) = (self._sample(*_windows(part, self.history, self.horizon), max_windows)
+                                              for part in (early, late))
+        if len(x_fit) == 0 or len(x_check) == 0:
+            return "last"  # too little data to compare: the level-following anchor is the safe one
+        if instance_norm:
+            (x_fit, y_fit), (x_check, y_check) = _normalize(x_fit, y_fit, floor), _normalize(x_check, y_check, floor)
+        for anchor in ANCHORS:
+            predicted = self._apply(self._solve(x_fit, y_fit, anchor), x_check, anchor)
+            self.holdout_mse[anchor] = float(np.mean((predicted - y_check) ** 2))
+        return min(ANCHORS, key=lambda a: self.holdout_mse[a])
+
+    @staticmethod
+    def _sample(x: np.ndarray, y: np.ndarray, max_windows: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(x) > max_windows:
+            keep = np.random.default_rng(0).choice(len(x), max_windows, replace=False)
+            return x[keep], y[keep]
+        return x, y
 
     def fit(self, series: list[np.ndarray], max_windows: int = 200_000, instance_norm: bool = False,
             floor: float = 0.05) -> RidgeForecaster:
         """Least squares over every window of every column of the (standardized) ``series`` [T_i, F].
 
         With ``instance_norm`` each window is first centred and scaled by its history's mean and
-        spread (at least ``floor``), as the encoder does before calling `predict`."""
-        length = self.history + self.horizon
-        inputs, targets = [], []
-        for values in series:
-            if len(values) < length:
-                continue
-            view = np.lib.stride_tricks.sliding_window_view(values, length, axis=0)  # [N, F, length]
-            view = view.reshape(-1, length)
-            inputs.append(view[:, : self.history])
-            targets.append(view[:, self.history:])
-        if not inputs:
-            raise DataError(f"no series has {length} rows to fit the linear forecaster (history {self.history} + "
-                            f"horizon {self.horizon})")
-        x = np.concatenate(inputs)
-        y = np.concatenate(targets)
-        if len(x) > max_windows:
-            keep = np.random.default_rng(0).choice(len(x), max_windows, replace=False)
-            x, y = x[keep], y[keep]
+        spread (at least ``floor``), as the encoder does before calling `predict`. An ``"auto"``
+        anchor is resolved here (see the module docstring) and stored as the chosen one."""
+        x, y = self._sample(*_windows(series, self.history, self.horizon), max_windows)
+        if len(x) == 0:
+            raise DataError(f"no series has {self.history + self.horizon} rows to fit the linear forecaster "
+                            f"(history {self.history} + horizon {self.horizon})")
+        if self.anchor == "auto":
+            self.anchor = self._choose_anchor(series, max_windows, instance_norm, floor)
         if instance_norm:
-            mean = x.mean(axis=1, keepdims=True)
-            spread = np.maximum(x.std(axis=1, keepdims=True), floor)
-            x, y = (x - mean) / spread, (y - mean) / spread
-        last = x[:, -1:]
-        design = np.concatenate([x - last, np.ones((len(x), 1))], axis=1)
-        gram = design.T @ design + self.ridge * np.eye(design.shape[1])
-        self.weights = np.linalg.solve(gram, design.T @ (y - last))
+            x, y = _normalize(x, y, floor)
+        self.weights = self._solve(x, y, self.anchor)
         return self
 
     def predict(self, history: np.ndarray) -> np.ndarray:
@@ -68,19 +125,22 @@ class RidgeForecaster:
         if history.shape[0] != self.history:
             raise DataError(f"the linear forecaster was fitted for {self.history} rows of history, "
                             f"got {history.shape[0]}")
-        last = history[-1:]
-        design = np.concatenate([(history - last).T, np.ones((history.shape[1], 1))], axis=1)  # [F, history+1]
-        return (design @ self.weights).T + last
+        return self._apply(self.weights, history.T, self.anchor).T
 
     def state_dict(self) -> dict[str, Any]:
         if self.weights is None:
             raise ConfigError("the linear forecaster is not fitted")
-        return {"history": self.history, "horizon": self.horizon, "ridge": self.ridge,
-                "weights": self.weights.tolist()}
+        return {"history": self.history, "horizon": self.horizon, "ridge": self.ridge, "anchor": self.anchor,
+                "holdout_mse": dict(self.holdout_mse), "weights": self.weights.tolist()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RidgeForecaster:
-        model = cls(int(state["history"]), int(state["horizon"]), float(state.get("ridge", 1.0)))
+        # models written before the anchor existed were anchored on the last value
+        model = cls(int(state["history"]), int(state["horizon"]), float(state.get("ridge", 1.0)),
+                    anchor=str(state.get("anchor", "last")))
+        if model.anchor == "auto":
+            raise ConfigError("a fitted linear forecaster's state must name its anchor ('last' or 'mean')")
+        model.holdout_mse = dict(state.get("holdout_mse", {}))
         model.weights = np.asarray(state["weights"], dtype=np.float64)
         expected = (model.history + 1, model.horizon)
         if model.weights.shape != expected:
