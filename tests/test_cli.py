@@ -35,7 +35,7 @@ def run(args: list[str], site: Path | None = None, **env: str) -> subprocess.Com
 def test_help_is_there_for_every_command() -> None:
     result = run(["--help"])
     assert result.returncode == 0
-    for command in ("plugins", "datasets", "train", "forecast", "evaluate", "demo"):
+    for command in ("plugins", "datasets", "train", "forecast", "evaluate", "calibrate", "demo"):
         assert command in result.stdout
     assert "--domain" in run(["train", "--help"]).stdout
 

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from trajdiff import __version__
+from trajdiff.calibration import Calibration, coverage, fit_calibration
 from trajdiff.core import plans, samplers
 from trajdiff.core.data import Episodes
 from trajdiff.core.guidance import CostGradient
@@ -209,6 +210,7 @@ class LoadedModel:
     domain: Domain
     encoder: Encoder
     defaults: ModelDefaults
+    calibration: Calibration | None = None  # written by `calibrate`, applied by forecast and evaluate
 
 
 def load_model(model_dir: str | Path, *, domain: str | None = None, plugins: Plugins | None = None) -> LoadedModel:
@@ -224,7 +226,7 @@ def load_model(model_dir: str | Path, *, domain: str | None = None, plugins: Plu
     dom = _plugins(plugins).domain(trained_for)
     encoder = dom.encoder_from_state(model.extra["encoder"])
     defaults = ModelDefaults(**model.extra["defaults"])
-    return LoadedModel(model, dom, encoder, defaults)
+    return LoadedModel(model, dom, encoder, defaults, Calibration.load(model_dir))
 
 
 def sample_futures(
@@ -296,6 +298,19 @@ def _bound(guide: CostGradient, frames: Any, meta: Any, lo: int, hi: int, sample
                         through_model=guide.through_model)
 
 
+def _bases(encoder: Encoder, frames: list[dict[str, Any]]) -> np.ndarray | None:
+    """The encoder's deterministic forecasts ``[N, H, F]`` for these frames, or None if it has none."""
+    bases = [encoder.base(frame) for frame in frames]
+    return None if any(b is None for b in bases) else np.stack(bases)
+
+
+def _calibrated(loaded: LoadedModel, futures: np.ndarray, frames: list[dict[str, Any]], use: bool) -> np.ndarray:
+    """Futures ``[S, N, H, F]`` with the model's stored calibration applied (unchanged without one)."""
+    if not use or loaded.calibration is None:
+        return futures
+    return loaded.calibration.apply(futures, _bases(loaded.encoder, frames))
+
+
 def _check_draws(draws: int | None, samples: int) -> None:
     if draws is not None and draws < samples:
         raise ConfigError(f"draws ({draws}) must be at least samples ({samples}): {samples} of the drawn samples "
@@ -337,6 +352,7 @@ def forecast(
     plugins: Plugins | None = None,
     draws: int | None = None,
     antithetic: bool = False,
+    calibrated: bool = True,
 ) -> ForecastResult:
     """Forecasts the next ``horizon`` steps after the end of every episode (entity) in ``data``.
 
@@ -346,6 +362,7 @@ def forecast(
     of where they end (the domain's ``endpoints``), so that the kept ones cover distinct outcomes
     (final position clustering; best-of-N scores favour it). Kept samples are real draws.
     ``antithetic``: draw the samples in mirrored pairs (see `sample_futures`), for a steadier median.
+    A calibration stored by `calibrate` is applied unless ``calibrated`` is False.
     """
     started = time.monotonic()
     loaded = load_model(model_dir, plugins=plugins)
@@ -381,6 +398,7 @@ def forecast(
     histories: dict[str, np.ndarray] = {}
     decoded = np.stack([loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(kept))],
                        axis=1)  # [S, N, H, F]
+    decoded = _calibrated(loaded, decoded, frames, calibrated)
     decoded = decoded[..., keep] if keep else decoded
     if draws is not None and draws > samples:
         decoded = keep_representatives(loaded.domain, decoded, names, samples, seed=seed)
@@ -485,6 +503,46 @@ def plot_forecasts(
     return save_figure(figure, path)
 
 
+@dataclass
+class Backtest:
+    """Forecasts of held-out windows beside what happened: the raw material of `evaluate` and `calibrate`."""
+
+    futures: np.ndarray  # [S, N, H, F] samples in user units
+    truth: np.ndarray  # [N, H, F]
+    frames: list[dict[str, Any]]
+    columns: list[str]
+    too_short: list[str]
+
+
+def backtest(loaded: LoadedModel, episodes: Episodes, *, samples: int, nfe: int | None = None,
+             solver: str | None = None, stride: int | None = None, max_windows: int | None = None, seed: int = 0,
+             antithetic: bool = False) -> Backtest:
+    """Every window of history + horizon rows (step ``stride``, default the horizon; at most ``max_windows``,
+    evenly spread) forecast from its history alone: raw samples, before any calibration."""
+    d = loaded.defaults
+    frames: list[dict[str, Any]] = []
+    contexts, index, too_short = encode_windows(episodes, loaded.encoder, d.history, d.length, stride or d.horizon,
+                                                frames=frames)
+    if max_windows is not None and len(index) > max_windows:
+        keep = np.linspace(0, len(index) - 1, max_windows).round().astype(int)
+        contexts, index, frames = contexts[keep], [index[i] for i in keep], [frames[i] for i in keep]
+    truth = np.stack([episodes.sequences[i][s + d.history:s + d.length] for i, s in index])
+    masked = contexts.copy()
+    masked[:, _tokens(loaded.encoder, d):] = 0.0  # the true future must not leak into the context
+    drawn = sample_futures(loaded, masked, samples=samples, nfe=nfe, solver=solver, seed=seed, antithetic=antithetic)
+    futures = np.stack([loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(index))],
+                       axis=1)
+    return Backtest(futures, truth, frames, list(episodes.columns), too_short)
+
+
+def _write_json(result: dict[str, Any], out: str | Path | None) -> None:
+    if out is not None:
+        import json
+
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+
+
 def evaluate(
     model_dir: str | Path,
     data: Any,
@@ -500,49 +558,91 @@ def evaluate(
     plugins: Plugins | None = None,
     draws: int | None = None,
     antithetic: bool = False,
+    calibrated: bool = True,
 ) -> dict[str, Any]:
     """Backtests the model on ``data``: every window of history + horizon rows (step ``stride``, default
     the horizon) is forecast from its history and scored with the domain's metrics against its true
     future. Returns (and writes as JSON to ``out``) the metrics with counts and timing. ``draws`` as in
-    `forecast`: ``samples`` representatives of that many draws are scored; ``antithetic`` as in `forecast`."""
+    `forecast`: ``samples`` representatives of that many draws are scored; ``antithetic`` and
+    ``calibrated`` as in `forecast`."""
     started = time.monotonic()
     loaded = load_model(model_dir, plugins=plugins)
     d = loaded.defaults
     samples = samples or d.samples
     _check_draws(draws, samples)
     episodes = loaded.domain.load(data, **(load_options or {}))
-    frames: list[dict[str, Any]] = []
-    contexts, index, too_short = encode_windows(episodes, loaded.encoder, d.history, d.length, stride or d.horizon,
-                                                frames=frames)
-    if max_windows is not None and len(index) > max_windows:
-        keep = np.linspace(0, len(index) - 1, max_windows).round().astype(int)
-        contexts, index, frames = contexts[keep], [index[i] for i in keep], [frames[i] for i in keep]
-    truth = np.stack([episodes.sequences[i][s + d.history:s + d.length] for i, s in index])
-    masked = contexts.copy()
-    masked[:, _tokens(loaded.encoder, d):] = 0.0  # the true future must not leak into the context
-    drawn = sample_futures(loaded, masked, samples=draws or samples, nfe=nfe, solver=solver, seed=seed,
-                           antithetic=antithetic)
-    decoded = np.stack([loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(index))],
-                       axis=1)  # [S, N, H, F]
+    run = backtest(loaded, episodes, samples=draws or samples, nfe=nfe, solver=solver, stride=stride,
+                   max_windows=max_windows, seed=seed, antithetic=antithetic)
+    decoded = _calibrated(loaded, run.futures, run.frames, calibrated)
     if draws is not None and draws > samples:
-        decoded = keep_representatives(loaded.domain, decoded, list(episodes.columns), samples, seed=seed)
-    scores = {name: float(metric(decoded, truth)) for name, metric in loaded.domain.metrics().items()}
+        decoded = keep_representatives(loaded.domain, decoded, run.columns, samples, seed=seed)
+    scores = {name: float(metric(decoded, run.truth)) for name, metric in loaded.domain.metrics().items()}
+    applied = loaded.calibration if calibrated else None
     result = {
         "model": str(model_dir),
         "domain": loaded.domain.name,
         "data": str(data) if not isinstance(data, pd.DataFrame) else "DataFrame",
-        "windows": len(index),
-        "skipped_episodes": too_short,
+        "windows": len(run.truth),
+        "skipped_episodes": run.too_short,
         "samples": samples,
         "draws": draws or samples,
         "antithetic": antithetic,
         "nfe": nfe or d.nfe,
+        "calibration": asdict(applied) if applied is not None else None,
         "metrics": scores,
         "seconds": time.monotonic() - started,
     }
-    if out is not None:
-        import json
-
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2))
+    _write_json(result, out)
     return result
+
+
+def calibrate(
+    model_dir: str | Path,
+    data: Any,
+    *,
+    samples: int | None = None,
+    nfe: int | None = None,
+    solver: str | None = None,
+    stride: int | None = None,
+    max_windows: int | None = None,
+    seed: int = 0,
+    level: float = 0.9,
+    spread: bool = True,
+    antithetic: bool = False,
+    load_options: dict[str, Any] | None = None,
+    plugins: Plugins | None = None,
+) -> dict[str, Any]:
+    """Fits a `Calibration` on held-out ``data`` (a validation period the model was not trained on) and
+    stores it in the model directory, where `forecast` and `evaluate` apply it from then on.
+
+    The weight on the model's median (against the encoder's base forecast, if it has one) is chosen
+    by MSE, then (with ``spread``) the factor on the spread that makes the central ``level`` interval
+    cover that share of ``data``. Returns the calibration with MSE and coverage before and after."""
+    started = time.monotonic()
+    loaded = load_model(model_dir, plugins=plugins)
+    samples = samples or loaded.defaults.samples
+    episodes = loaded.domain.load(data, **(load_options or {}))
+    run = backtest(loaded, episodes, samples=samples, nfe=nfe, solver=solver, stride=stride, max_windows=max_windows,
+                   seed=seed, antithetic=antithetic)
+    if len(run.truth) < 10:
+        raise DataError(f"calibration needs at least 10 held-out windows; {data} gives {len(run.truth)} of "
+                        f"{loaded.defaults.length} rows (lower --stride, or give a longer validation period)")
+    keep = getattr(loaded.encoder, "forecast_columns", None)
+    futures, truth = (run.futures[..., keep], run.truth[..., keep]) if keep else (run.futures, run.truth)
+    bases = _bases(loaded.encoder, run.frames)
+    bases = bases[..., keep] if keep and bases is not None else bases
+    std = truth.reshape(-1, truth.shape[-1]).std(axis=0)  # per column, so that units do not weigh in
+    std = np.where(std > 0, std, 1.0)
+    scaled_base = None if bases is None else bases / std
+    fitted = fit_calibration(futures / std, truth / std, scaled_base, level=level, spread=spread,
+                             data=str(data) if not isinstance(data, pd.DataFrame) else "DataFrame")
+    fitted.save(model_dir)
+    after = fitted.apply(futures / std, scaled_base)
+
+    def mse(x: np.ndarray) -> float:
+        return float(np.mean((np.median(x, axis=0) - truth / std) ** 2))
+
+    return {**asdict(fitted), "model": str(model_dir), "samples": samples,
+            "mse_before": mse(futures / std), "mse_after": mse(after),
+            "coverage_before": coverage(futures, truth, level), "coverage_after": coverage(after, truth / std, level),
+            "seconds": time.monotonic() - started}

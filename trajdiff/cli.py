@@ -219,6 +219,7 @@ def forecast(
     solver: str = typer.Option(None, help="ddpm, ddim, dpmpp2m, euler or heun."),
     antithetic: bool = typer.Option(False, help="Draw samples in mirrored noise pairs (z, -z): still draws from "
                                     "the model, with a steadier median and mean (needs an even number)."),
+    uncalibrated: bool = typer.Option(False, help="Ignore the calibration stored by `trajdiff calibrate`."),
     plot: Path = typer.Option(None, help="Also write a plot (.png)."),
     cost: list[str] = typer.Option([], help="Guide with a cost: NAME or NAME=SCALE (repeatable)."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -230,7 +231,7 @@ def forecast(
     try:
         result = api.forecast(model, data, samples=samples, nfe=nfe, solver=solver, seed=seed, out=out, plot=plot,
                               costs=_parse_costs(cost), load_options=_parse_options(load_option), draws=draws,
-                              antithetic=antithetic)
+                              antithetic=antithetic, calibrated=not uncalibrated)
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"forecast {len(result.samples)} entit{'y' if len(result.samples) == 1 else 'ies'} "
@@ -253,6 +254,7 @@ def evaluate(
                                     "the model, with a steadier median and mean (needs an even number)."),
     stride: int = typer.Option(None, min=1, help="Step between evaluation windows (default: the horizon)."),
     max_windows: int = typer.Option(None, min=1, help="Evaluate at most this many windows, evenly spread."),
+    uncalibrated: bool = typer.Option(False, help="Ignore the calibration stored by `trajdiff calibrate`."),
     seed: int = typer.Option(0, help="Random seed."),
     load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
 ) -> None:
@@ -263,16 +265,51 @@ def evaluate(
     try:
         result = api.evaluate(model, data, samples=samples, draws=draws, nfe=nfe, stride=stride,
                               max_windows=max_windows, seed=seed, out=target, load_options=_parse_options(load_option),
-                              antithetic=antithetic)
+                              antithetic=antithetic, calibrated=not uncalibrated)
     except TrajdiffError as error:
         _fail(error)
     drawn = f" (of {result['draws']} drawn)" if result["draws"] > result["samples"] else ""
     drawn += ", antithetic pairs" if result["antithetic"] else ""
+    calibration = result["calibration"]
+    drawn += (f", calibrated (median weight {calibration['median_weight']:.1f}, spread x"
+              f"{calibration['spread_factor']:.2f})" if calibration else "")
     typer.echo(f"{result['domain']} model on {result['windows']} windows, {result['samples']} samples{drawn}, "
                f"{result['nfe']} NFE:")
     for name, value in result["metrics"].items():
         typer.echo(f"  {name:<16}{value:.4f}")
     typer.echo(f"-> {target}")
+
+
+@app.command()
+def calibrate(
+    model: Path = typer.Option(..., help="Model directory written by `trajdiff train`."),
+    data: Path = typer.Option(..., help="Held-out data (a validation period the model was not trained on)."),
+    samples: int = typer.Option(None, min=2, help="Samples per window (default: the domain's)."),
+    nfe: int = typer.Option(None, min=1, help="Function evaluations (sampler steps)."),
+    stride: int = typer.Option(None, min=1, help="Step between windows (default: the horizon)."),
+    max_windows: int = typer.Option(None, min=10, help="Use at most this many windows, evenly spread."),
+    level: float = typer.Option(0.9, help="Interval whose coverage the spread factor sets (0 < level < 1)."),
+    spread: bool = typer.Option(True, help="Fit the spread factor too (--no-spread keeps the model's spread)."),
+    antithetic: bool = typer.Option(False, help="Draw samples in mirrored noise pairs (needs an even number)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
+) -> None:
+    """Calibrate a model's samples on held-out data: how far to trust its median against the encoder's base
+    forecast, and how wide to spread; forecast and evaluate apply it from then on (--uncalibrated: not)."""
+    from trajdiff import api
+
+    try:
+        result = api.calibrate(model, data, samples=samples, nfe=nfe, stride=stride, max_windows=max_windows,
+                               seed=seed, level=level, spread=spread, antithetic=antithetic,
+                               load_options=_parse_options(load_option))
+    except TrajdiffError as error:
+        _fail(error)
+    typer.echo(f"calibrated on {result['windows']} windows: median weight {result['median_weight']:.1f}, "
+               f"spread x{result['spread_factor']:.2f}")
+    typer.echo(f"  MSE of the median (per-column units) {result['mse_before']:.4f} -> {result['mse_after']:.4f}")
+    typer.echo(f"  {result['level']:.0%} interval coverage {result['coverage_before']:.3f} -> "
+               f"{result['coverage_after']:.3f}")
+    typer.echo(f"-> {model / 'calibration.json'}")
 
 
 @app.command()

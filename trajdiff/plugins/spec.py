@@ -121,6 +121,11 @@ class Encoder(ABC):
     def state_dict(self) -> dict[str, Any]:
         """A JSON-serializable state; ``Domain.encoder_from_state`` rebuilds the encoder from it."""
 
+    def base(self, frame: dict[str, Any]) -> np.ndarray | None:
+        """The deterministic forecast of the future rows ``[H, F]`` (user units) that the model refines,
+        or None when the encoder has none. `trajdiff.calibration` may pull samples towards it."""
+        return None
+
 
 class Domain(ABC):
     """What a kind of data brings to trajdiff. Subclass it and return instances from `trajdiff_domains`."""

@@ -180,6 +180,15 @@ class SeriesEncoder(Encoder):
             z = z * frame["spread"] + frame["mean"]
         return self._norm().inverse(z)
 
+    def base(self, frame: dict[str, Any]) -> np.ndarray | None:
+        """The linear forecast of the future rows ``[horizon, F]`` in user units (None without ``residual``)."""
+        if "forecast" not in frame:
+            return None
+        z = np.asarray(frame["forecast"], dtype=np.float64)
+        if "spread" in frame:
+            z = z * frame["spread"] + frame["mean"]
+        return self._norm().inverse(z)
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-serializable state: kind, column names and the normalizer's statistics."""
         state: dict[str, Any] = {"kind": KIND, "columns": list(self.columns or []),
