@@ -124,3 +124,21 @@ def test_anchor_survives_the_encoder_state_and_old_states_mean_last() -> None:
         SeriesEncoder(residual="linear", history=HISTORY, horizon=HORIZON, anchor="median")
     with pytest.raises(ConfigError, match="anchor must be 'last', 'mean' or 'auto'"):
         RidgeForecaster(history=4, horizon=2, anchor="zero")
+
+
+def test_global_base_keeps_the_global_forecast_and_scales_the_residual_per_window() -> None:
+    episodes = _episodes()
+    options = {"residual": "linear", "history": HISTORY, "horizon": HORIZON, "anchor": "mean"}
+    hybrid = SeriesEncoder(instance_norm=True, global_base=True, **options).fit(episodes)
+    plain = SeriesEncoder(**options).fit(episodes)
+    window = episodes.sequences[0][200:200 + HISTORY + HORIZON]
+    tokens, frame = hybrid.encode(window, HISTORY)
+    _, plain_frame = plain.encode(window, HISTORY)
+    np.testing.assert_allclose(hybrid.base(frame), plain.base(plain_frame), atol=1e-9)  # same linear forecast
+    np.testing.assert_allclose(hybrid.decode(tokens, frame), window, atol=1e-9)
+    again = SeriesEncoder.from_state(json.loads(json.dumps(hybrid.state_dict())))
+    np.testing.assert_allclose(again.encode(window, HISTORY)[0], tokens, atol=1e-12)
+    history = tokens[:HISTORY]
+    np.testing.assert_allclose(history.mean(axis=0), 0.0, atol=1e-9)  # the model sees the history centred
+    with pytest.raises(ConfigError, match="global_base needs instance_norm=True"):
+        SeriesEncoder(global_base=True, **options)

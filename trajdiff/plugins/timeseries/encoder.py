@@ -11,6 +11,9 @@ Two options make forecasting models better and cheaper:
   observed value, "mean" may revert to the training mean, "auto" picks on held-out training rows.
 - ``instance_norm=True``: each window is also centred and scaled by its own history (RevIN), so the
   model and the linear forecast see level- and scale-free shapes; the frame carries both.
+- ``global_base=True`` (with both): the linear forecast is made on the globally standardized window
+  (so it may revert to the training mean) and only the model sees the window in its own scale: the
+  residual is divided by the history's spread.
 - ``patch=P``: P consecutive rows form one token of P * F features (PatchTST's patches, Nie et al.,
   2023): a 192-row window becomes 24 tokens, which makes attention cheap.
 """
@@ -52,6 +55,7 @@ class SeriesEncoder(Encoder):
         residual_scale: list[float] | None = None,
         instance_norm: bool = False,
         anchor: str = "auto",
+        global_base: bool = False,
     ) -> None:
         if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
             raise ConfigError(f"patch must be a positive integer (rows per token), got {patch!r}")
@@ -62,6 +66,10 @@ class SeriesEncoder(Encoder):
         if anchor not in ("auto", "last", "mean"):
             raise ConfigError(f"anchor must be 'auto', 'last' or 'mean' (the linear forecast's level), got {anchor!r}")
         self.anchor = forecaster.anchor if forecaster is not None else anchor
+        if global_base and not (instance_norm and residual == "linear"):
+            raise ConfigError("global_base needs instance_norm=True and residual='linear' (it keeps the linear "
+                              "forecast in global units while the model sees each window in its own scale)")
+        self.global_base = bool(global_base)
         self.patch = patch
         self.rows_per_token = patch
         self.instance_norm = bool(instance_norm)
@@ -111,7 +119,7 @@ class SeriesEncoder(Encoder):
             assert self.history and self.horizon
             standardized = [self.normalizer.transform(np.asarray(seq, dtype=np.float64)) for seq in episodes.sequences]
             self.forecaster = RidgeForecaster(self.history, self.horizon, anchor=self.anchor).fit(
-                standardized, instance_norm=self.instance_norm)
+                standardized, instance_norm=self.instance_norm and not self.global_base)
             self.anchor = self.forecaster.anchor
             errors = []
             length = self.history + self.horizon
@@ -119,8 +127,9 @@ class SeriesEncoder(Encoder):
                 if len(values) < length:
                     continue
                 for start in range(0, len(values) - length + 1, max(1, (len(values) - length) // 500)):
-                    window, _, _ = self._local(values[start:start + length], self.history)
-                    errors.append(window[self.history:] - self.forecaster.predict(window[: self.history]))
+                    raw = values[start:start + length]
+                    window, mean, spread = self._local(raw, self.history)
+                    errors.append(window[self.history:] - self._forecast(raw, window, mean, spread))
             self.residual_scale = np.maximum(np.concatenate(errors).std(axis=0), 1e-6)
         return self
 
@@ -132,6 +141,13 @@ class SeriesEncoder(Encoder):
         mean = z[:history].mean(axis=0)
         spread = np.maximum(z[:history].std(axis=0), INSTANCE_FLOOR)
         return (z - mean) / spread, mean, spread
+
+    def _forecast(self, z: np.ndarray, local: np.ndarray, mean: np.ndarray, spread: np.ndarray) -> np.ndarray:
+        """The linear forecast of the future rows in the window's frame, from the standardized window ``z``
+        (or its local version ``local``): with ``global_base`` made on ``z`` and moved into the frame."""
+        if self.global_base:
+            return (self.forecaster.predict(z[: self.history]) - mean) / spread  # type: ignore[union-attr]
+        return self.forecaster.predict(local[: self.history])  # type: ignore[union-attr]
 
     def _norm(self) -> Normalizer:
         if not self.fitted:
@@ -153,13 +169,14 @@ class SeriesEncoder(Encoder):
             raise ConfigError(f"history must be an integer in [0, {len(arr)}] for this window, got {history!r}")
         if len(arr) % self.patch:
             raise ShapeError(f"a window of {len(arr)} rows does not fill whole patches of {self.patch} rows")
-        z, mean, spread = self._local(norm.transform(arr.astype(np.float64, copy=False)), history)
+        standardized = norm.transform(arr.astype(np.float64, copy=False))
+        z, mean, spread = self._local(standardized, history)
         frame: dict[str, Any] = {"mean": mean, "spread": spread} if self.instance_norm else {}
         if self.residual == "linear":
             if history != self.history or len(arr) != self.history + self.horizon:  # type: ignore[operator]
                 raise ShapeError(f"this encoder forecasts {self.horizon} rows from {self.history}; got a window of "
                                  f"{len(arr)} rows with history {history}")
-            forecast = self.forecaster.predict(z[:history])  # type: ignore[union-attr]
+            forecast = self._forecast(standardized, z, mean, spread)
             z = z.copy()
             z[history:] = (z[history:] - forecast) / self.residual_scale
             frame.update(forecast=forecast, history=history)
@@ -194,7 +211,8 @@ class SeriesEncoder(Encoder):
         state: dict[str, Any] = {"kind": KIND, "columns": list(self.columns or []),
                                  "normalizer": self._norm().state_dict(), "patch": self.patch,
                                  "residual": self.residual, "history": self.history, "horizon": self.horizon,
-                                 "instance_norm": self.instance_norm, "anchor": self.anchor}
+                                 "instance_norm": self.instance_norm, "anchor": self.anchor,
+                                 "global_base": self.global_base}
         if self.residual == "linear":
             state["forecaster"] = self.forecaster.state_dict()  # type: ignore[union-attr]
             state["residual_scale"] = self.residual_scale.tolist()  # type: ignore[union-attr]
@@ -221,4 +239,5 @@ class SeriesEncoder(Encoder):
             residual_scale=state.get("residual_scale"),
             instance_norm=bool(state.get("instance_norm", False)),
             anchor=str(state.get("anchor", "last")),
+            global_base=bool(state.get("global_base", False)),
         )
