@@ -1,4 +1,4 @@
-"""The Python face of trajdiff: train, forecast and evaluate for any domain.
+"""The Python face of trajdiff: train, forecast, evaluate and calibrate for any domain.
 
 Each function works from what a user has (a domain name, a data file or DataFrame, a model
 directory) and is what the command line calls. The domain, found through the plugin manager,
@@ -7,7 +7,8 @@ does everything data-specific: loading, encoding into a local normalized frame a
     from trajdiff import api
     api.train("timeseries", "ETTh1.csv", "runs/etth1", steps=2000)
     frame = api.forecast("runs/etth1", "ETTh1.csv", samples=20, out="forecast.csv", plot="forecast.png")
-    scores = api.evaluate("runs/etth1", "ETTh1.csv")
+    api.calibrate("runs/etth1", "validation.csv", spread=False, antithetic=True)   # stored, applied from now on
+    scores = api.evaluate("runs/etth1", "test.csv", antithetic=True)
 """
 
 from __future__ import annotations
