@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, results_path, write_results  # noqa: E402
 
 from trajdiff import api  # noqa: E402
-from trajdiff.calibration import fit_calibration  # noqa: E402
 from trajdiff.core import metrics  # noqa: E402
+from trajdiff.core.calibration import fit_calibration  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ett" / "ETTh1.csv"
 CONTEXT = 96

@@ -13,8 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from trajdiff import api
-from trajdiff.calibration import Calibration, coverage, fit_calibration
 from trajdiff.cli import app
+from trajdiff.core.calibration import Calibration, coverage, fit_calibration
 from trajdiff.errors import CheckpointError, ConfigError, ShapeError
 
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from trajdiff import api
+from trajdiff.api.imputation import anomaly_scores, impute
 from trajdiff.errors import DataError
-from trajdiff.imputation import anomaly_scores, impute
 
 
 def _series(n: int, sid: str, phase: float, rng: np.random.Generator) -> pd.DataFrame:

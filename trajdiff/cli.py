@@ -322,7 +322,7 @@ def impute(
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Fill missing cells by inpainting the observed ones; observed values are kept as they are."""
-    from trajdiff.imputation import impute as run
+    from trajdiff.api import impute as run
 
     try:
         result = run(model, data, samples=samples, nfe=nfe, seed=seed, out=out)
@@ -343,7 +343,7 @@ def anomalies(
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Anomaly scores: how far each observed value lies from its imputation when hidden (ImDiffusion)."""
-    from trajdiff.imputation import anomaly_scores
+    from trajdiff.api import anomaly_scores
 
     try:
         result = anomaly_scores(model, data, samples=samples, nfe=nfe, seed=seed, out=out)

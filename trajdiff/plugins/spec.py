@@ -123,7 +123,7 @@ class Encoder(ABC):
 
     def base(self, frame: dict[str, Any]) -> np.ndarray | None:
         """The deterministic forecast of the future rows ``[H, F]`` (user units) that the model refines,
-        or None when the encoder has none. `trajdiff.calibration` may pull samples towards it."""
+        or None when the encoder has none. `trajdiff.core.calibration` may pull samples towards it."""
         return None
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trajdiff.api import LoadedModel, _tokens, load_model, write_table
+from trajdiff.api.loading import LoadedModel, context_tokens, load_model
+from trajdiff.api.output import write_table
 from trajdiff.core import plans, samplers
 from trajdiff.core.data import Episodes
 from trajdiff.core.guidance import Inpaint
@@ -140,7 +141,7 @@ def impute(
     """
     started = time.monotonic()
     loaded = load_model(model_dir, plugins=plugins)
-    _tokens(loaded.encoder, loaded.defaults)
+    context_tokens(loaded.encoder, loaded.defaults)
     episodes = loaded.domain.load(data, **(load_options or {}))
     batch, short = _collect(loaded, episodes)
     drawn = _sample_inpainted(loaded, batch, samples, nfe or loaded.defaults.nfe, seed)
@@ -206,7 +207,7 @@ def anomaly_scores(
     started = time.monotonic()
     loaded = load_model(model_dir, plugins=plugins)
     d = loaded.defaults
-    _tokens(loaded.encoder, d)
+    context_tokens(loaded.encoder, d)
     episodes = loaded.domain.load(data, **(load_options or {}))
     grating = grating or int(getattr(loaded.encoder, "rows_per_token", 1))
     features = len(episodes.columns)

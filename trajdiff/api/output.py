@@ -1,0 +1,52 @@
+"""Writing results: tables (CSV, Parquet), a domain's own formats, JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trajdiff.errors import ConfigError
+from trajdiff.plugins.spec import Domain
+
+TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+def write_forecast(
+    domain: Domain, table: pd.DataFrame, path: str | Path, histories: dict[str, np.ndarray],
+    futures: dict[str, np.ndarray], columns: list[str],
+) -> Path:
+    """Writes forecasts as a table (.csv, .parquet) or in a format the domain writes (its ``write_forecast``)."""
+    path = Path(path)
+    if "".join(path.suffixes[-2:]).lower().endswith(TABLE_SUFFIXES):
+        return write_table(table, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = domain.write_forecast(path, histories, futures, columns)
+    if written is None:
+        raise ConfigError(f"cannot write {path}: use a .csv, .csv.gz or .parquet file name (domain {domain.name!r} "
+                          f"writes no {path.suffix or 'extension-less'} files)")
+    return written
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Writes a table as CSV or Parquet, by extension."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes[-2:]).lower()
+    if suffix.endswith((".parquet", ".pq")):
+        table.to_parquet(path, index=False)
+    elif suffix.endswith((".csv", ".csv.gz")):
+        table.to_csv(path, index=False)
+    else:
+        raise ConfigError(f"cannot write {path}: use a .csv, .csv.gz or .parquet file name")
+    return path
+
+
+def write_json(result: dict[str, Any], out: str | Path | None) -> None:
+    if out is not None:
+        import json
+
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
