@@ -13,7 +13,11 @@ ancestral DDPM, DDIM; one network evaluation per step, so NFE = steps), all agen
 a window sampled together (joint sample s = sample s of every agent). Beside it, in the same run:
 constant velocity (last observed displacement repeated, deterministic) and, with ``--collision``,
 the collision-cost guidance and the share of agent pairs closer than 0.2 m in a joint sample.
-Published averages are from the papers (Social-GAN 20VP20, Trajectron++, MID, LED).
+With ``--cluster-from M`` it also draws M samples per agent and keeps ``--samples`` of them, one
+per k-means cluster of their final positions (`api.keep_representatives`, what `trajdiff evaluate
+--draws` does); they are chosen per agent, so they are not joint samples. ``--models`` with
+``--train-only`` trains and saves the models, ``--reuse`` evaluates saved ones. Published averages
+are from the papers (Social-GAN 20VP20, Trajectron++, MID, LED).
 
     .venv/bin/python benchmarks/eth_ucy.py --minutes 3           # writes results/eth_ucy.json
     .venv/bin/python benchmarks/eth_ucy.py --quick               # a smoke run (one scene, a few windows)

@@ -5,10 +5,22 @@ Protocol (Zhou et al., 2021; as used by DLinear and PatchTST): train / val / tes
 the end of the validation months; all 7 variables standardized with training statistics; MSE and
 MAE on standardized values over every test window (stride 1) and every variable.
 
-trajdiff is trained through the public API on the training months only (a DataFrame), and sampled
-through `api.sample_futures`; its point forecast is the per-element median of the samples.
-Baselines: last value, seasonal naive (repeat the last 24 hours), and DLinear (moving-average
-decomposition + two linear maps shared across variables, Adam, early stopping on validation MSE).
+trajdiff is trained through the public API on the training months only (a DataFrame), in rounds of
+--round-steps up to --steps, keeping the round with the lowest validation MSE, and sampled through
+`api.sample_futures` (antithetic pairs unless --no-antithetic); its point forecast is the per-element
+median of the samples, and CRPS and 50% / 90% interval coverage come from the same samples. Rows:
+
+- trajdiff as sampled, then calibrated on the validation months (`trajdiff.core.calibration`): the
+  weight on the diffusion median against the encoder's linear base, with and without a spread factor
+  fitted to 90% coverage;
+- the encoder's ridge base alone, and with Gaussian errors of the training residuals' spread (raw and
+  calibrated the same way): a probabilistic baseline with the same centre;
+- last value, seasonal naive (repeat the last 24 hours), and DLinear (moving-average decomposition +
+  two linear maps shared across variables, Adam, early stopping on validation MSE), trained in the
+  same run; published DLinear and PatchTST figures for reference.
+
+--max-windows scores an evenly spread subset of the test windows; the ridge base and DLinear are then
+also scored on every test window (their ``every_window`` entries).
 
     .venv/bin/python benchmarks/etth1.py             # full run (both horizons), writes results/etth1.json
     .venv/bin/python benchmarks/etth1.py --quick     # a smoke run
@@ -162,7 +174,7 @@ def _gaussian_samples(base: np.ndarray, spread: np.ndarray, samples: int, seed: 
 def run_trajdiff(train_frame: pd.DataFrame, train: np.ndarray, val: np.ndarray, test: np.ndarray, horizon: int,
                  args: argparse.Namespace, workdir: Path) -> tuple[list[dict], dict[str, float]]:
     """Trains in rounds, keeps the round with the lowest validation MSE (early stopping, as the
-    baselines' protocol does), calibrates the spread on validation, then scores the test windows."""
+    baselines' protocol does), fits the calibration on validation, then scores the test windows."""
     model_dir, best_dir = workdir / f"etth1-h{horizon}", workdir / f"etth1-h{horizon}-best"
     x_val, y_val = windows(val, horizon)
     pick = np.linspace(0, len(x_val) - 1, min(len(x_val), args.val_windows)).round().astype(int)

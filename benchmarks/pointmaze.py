@@ -6,7 +6,9 @@ and it plans closed-loop in the data set's evaluation environment (fixed goal, r
 continuing task, 300 / 600 / 800 steps) for --episodes episodes with reset seeds 0, 1, ...
 Scores are Minari-normalized: 100 x (return - random) / (expert - random) with the reference scores
 Minari computed for the data set from the waypoint expert and a random policy (100 episodes each).
-The same episodes are also run with warm starts off, to time decisions both ways.
+The first --cold-episodes episodes are also run with warm starts off, to time decisions both ways, and
+the waypoint expert runs on the same reset seeds as a paired baseline (how far the goal lies from the
+start varies a lot between episodes). --reuse evaluates models saved in --models instead of training.
 
     .venv/bin/python benchmarks/pointmaze.py --mazes umaze --minutes 20
     .venv/bin/python benchmarks/pointmaze.py --quick
@@ -52,10 +54,10 @@ def ensure_dataset(maze: str, steps: int, root: Path) -> str:
 
 
 def add_data_statistics(model_dir: Path, dataset_id: str) -> None:
-    """Models trained before the encoder recorded ``step_limits`` (the data's largest token-to-token
-    changes) or ``support`` (the grid of positions the data visited), both read by the planner's
-    plausibility check, get them from their data set, after a check that the data set is the one
-    they were trained on (same normalizer statistics)."""
+    """A saved model whose encoder state lacks ``step_limits`` (the data's largest token-to-token
+    changes) or ``support`` (the grid of positions the data visited), both read by the planner,
+    gets them from its data set, after a check that the data set is the one it was trained on
+    (same normalizer statistics)."""
     config_path = model_dir / "config.json"
     config = json.loads(config_path.read_text())
     state = config["extra"]["encoder"]
@@ -105,7 +107,7 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
     horizon = HORIZONS[maze]
     record = model_dir / "training.json"
     if args.reuse and (model_dir / "config.json").exists():
-        # a model trained earlier (possibly over several resumed runs): its training.json says how
+        # a saved model (possibly trained over several resumed runs): its training.json says how
         trained = json.loads(record.read_text()) if record.exists() else {}
         train_s = trained.get("seconds", float("nan"))
         cpu_min = trained.get("cpu_minutes") or trained.get("cpu_minutes_at_most", float("nan"))

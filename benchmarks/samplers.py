@@ -392,7 +392,7 @@ def tables(payload: dict[str, Any]) -> str:
     if ode:
         out.append(
             "\nAdaptive probability-flow ODE (`sample_ode`, rtol = atol = tol, final denoising step from "
-            "k = 1e-3; `no step_t`: with options={'step_t': None}, the behaviour before the fix)\n"
+            "k = 1e-3; `no step_t`: with options={'step_t': None}, so the solver may step past k_end)\n"
         )
         out.append(
             markdown_table(
