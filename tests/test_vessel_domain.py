@@ -360,11 +360,13 @@ def test_torch_view_matches_numpy_and_inverts() -> None:
 # -------------------------------------------------------------------------------- baselines, metrics
 
 
-def test_constant_velocity_and_turn_rate_are_exact_on_their_own_motion() -> None:
+def test_dead_reckoning_agrees_with_the_flat_frame_over_a_few_kilometres() -> None:
+    """Great-circle CV and CTR (exact on the sphere: tests/test_baselines.py) against tracks drawn in the flat
+    local frame: within a metre or a few over 4.5 / 6 km, the flat frame's own bending."""
     t = np.arange(30.0)
     line = np.column_stack(from_local(np.column_stack([150 * t, -40 * t]), LAT0, LON0))
     cv = constant_velocity(line[:10], 20)
-    assert haversine_m(cv[:, 0], cv[:, 1], line[10:, 0], line[10:, 1]).max() < 0.5
+    assert haversine_m(cv[:, 0], cv[:, 1], line[10:, 0], line[10:, 1]).max() < 1.0
     course = 0.3 + math.radians(4) * t
     circle_xy = np.cumsum(300 * np.column_stack([np.cos(course), np.sin(course)]), axis=0)
     circle = np.column_stack(from_local(circle_xy, LAT0, LON0))

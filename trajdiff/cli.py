@@ -258,8 +258,10 @@ def evaluate(
     seed: int = typer.Option(0, help="Random seed."),
     load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
 ) -> None:
-    """Backtest a model on data with known futures; print the domain's metrics and write them as JSON."""
+    """Backtest a model on data with known futures; print the domain's metrics beside its baselines (constant
+    velocity, last value ...) on the same windows, and write them as JSON."""
     from trajdiff import api
+    from trajdiff.api.baselines import comparison_table
 
     target = out or model / "evaluation.json"
     try:
@@ -275,8 +277,9 @@ def evaluate(
               f"{calibration['spread_factor']:.2f})" if calibration else "")
     typer.echo(f"{result['domain']} model on {result['windows']} windows, {result['samples']} samples{drawn}, "
                f"{result['nfe']} NFE:")
-    for name, value in result["metrics"].items():
-        typer.echo(f"  {name:<16}{value:.4f}")
+    table = comparison_table(result)  # the model beside the domain's baselines, when it has any
+    for line in table or [f"  {name:<16}{value:.4f}" for name, value in result["metrics"].items()]:
+        typer.echo(line)
     typer.echo(f"-> {target}")
 
 

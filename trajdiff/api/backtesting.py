@@ -4,13 +4,14 @@ a calibration (`calibrate`)."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from trajdiff.api.baselines import baseline_context, compare_baselines
 from trajdiff.api.loading import (
     LoadedModel,
     context_tokens,
@@ -34,6 +35,8 @@ class Backtest:
     frames: list[dict[str, Any]]
     columns: list[str]
     too_short: list[str]
+    histories: np.ndarray | None = None  # [N, history, F]: the observed rows of each window, user units
+    windows: list[tuple[int, int]] = field(default_factory=list)  # (episode, first row) of each window
 
 
 def backtest(loaded: LoadedModel, episodes: Episodes, *, samples: int, nfe: int | None = None,
@@ -54,7 +57,8 @@ def backtest(loaded: LoadedModel, episodes: Episodes, *, samples: int, nfe: int 
     drawn = sample_futures(loaded, masked, samples=samples, nfe=nfe, solver=solver, seed=seed, antithetic=antithetic)
     futures = np.stack([loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(index))],
                        axis=1)
-    return Backtest(futures, truth, frames, list(episodes.columns), too_short)
+    histories = np.stack([episodes.sequences[i][s:s + d.history] for i, s in index])
+    return Backtest(futures, truth, frames, list(episodes.columns), too_short, histories, windows=list(index))
 
 
 def evaluate(
@@ -76,8 +80,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Backtests the model on ``data``: every window of history + horizon rows (step ``stride``, default
     the horizon) is forecast from its history and scored with the domain's metrics against its true
-    future. Returns (and writes as JSON to ``out``) the metrics with counts and timing. ``draws`` as in
-    `forecast`: ``samples`` representatives of that many draws are scored; ``antithetic`` and
+    future, beside the domain's baselines on the same windows (`compare_baselines`: their scores, the model /
+    baseline ratios, warnings). Returns (and writes as JSON to ``out``) the metrics with counts and timing.
+    ``draws`` as in `forecast`: ``samples`` representatives of that many draws are scored; ``antithetic`` and
     ``calibrated`` as in `forecast`."""
     started = time.monotonic()
     loaded = load_model(model_dir, plugins=plugins)
@@ -91,6 +96,8 @@ def evaluate(
     if draws is not None and draws > samples:
         decoded = keep_representatives(loaded.domain, decoded, run.columns, samples, seed=seed)
     scores = {name: float(metric(decoded, run.truth)) for name, metric in loaded.domain.metrics().items()}
+    context = baseline_context(episodes, loaded.encoder, run.frames, run.windows, d.history)
+    compared = compare_baselines(loaded.domain, run.histories, run.truth, context, scores)
     applied = loaded.calibration if calibrated else None
     result = {
         "model": str(model_dir),
@@ -104,6 +111,7 @@ def evaluate(
         "nfe": nfe or d.nfe,
         "calibration": asdict(applied) if applied is not None else None,
         "metrics": scores,
+        **compared,
         "seconds": time.monotonic() - started,
     }
     write_json(result, out)

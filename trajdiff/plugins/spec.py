@@ -127,6 +127,30 @@ class Encoder(ABC):
         return None
 
 
+@dataclass
+class BaselineContext:
+    """What a baseline may read besides the observed rows of its N windows. Every field is optional (empty
+    when the caller has nothing to give), so a baseline can also be called on bare arrays.
+
+    ``columns``: the column names of the rows; ``encoder``: the model's fitted encoder; ``frames``: each
+    window's frame from ``encoder.encode`` (e.g. for `Encoder.base`); ``times``: the time stamps of each
+    window's observed rows (from the episode's meta "times"); ``meta``: the meta of each window's episode.
+    """
+
+    columns: list[str] = field(default_factory=list)
+    encoder: Encoder | None = None
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    times: list[np.ndarray] = field(default_factory=list)
+    meta: list[dict[str, Any]] = field(default_factory=list)
+
+
+Baseline = Callable[[np.ndarray, int, BaselineContext], np.ndarray | None]
+"""A domain's trivial point forecast, to compare models with: ``(history, horizon, context) -> forecast`` maps
+the observed rows of N windows ``[N, history, F]`` and the number of rows to forecast to ``[N, horizon, F]``,
+both in user units (rows as `Domain.load` reads them); columns it does not forecast may be NaN. It returns
+None where it does not apply to these windows (no base forecast, a season longer than the history ...)."""
+
+
 class Domain(ABC):
     """What a kind of data brings to trajdiff. Subclass it and return instances from `trajdiff_domains`."""
 
@@ -165,6 +189,19 @@ class Domain(ABC):
     def metrics(self) -> dict[str, Metric]:
         """Forecast metrics, by name; `evaluate` reports each."""
         return {}
+
+    def baselines(self) -> dict[str, Baseline]:
+        """Trivial point forecasts by name (constant velocity, last value ...). `evaluate` scores each with
+        ``metrics`` on exactly the windows the model is scored on and prints them beside the model, so that a
+        model worse than a trivial forecast does not go unnoticed. Default: none."""
+        return {}
+
+    def point_metrics(self) -> list[str]:
+        """Names in ``metrics`` that are errors (lower is better) on which one forecast per window meets the
+        model like for like: the error of the samples' point forecast (their mean or median), or an error
+        averaged over samples; the main one first. `evaluate` reports model / baseline ratios on these and
+        warns where the model is worse than a baseline. Default: none (ratios on every metric, no warnings)."""
+        return []
 
     def write_forecast(
         self, path: Path, histories: dict[str, np.ndarray], futures: dict[str, np.ndarray], columns: list[str],

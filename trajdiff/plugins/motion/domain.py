@@ -12,10 +12,11 @@ from torch import Tensor
 from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError
 from trajdiff.plugins.motion import guides, metrics
+from trajdiff.plugins.motion.baselines import constant_velocity, zero_velocity
 from trajdiff.plugins.motion.encoder import MotionEncoder
 from trajdiff.plugins.motion.export import write_motion
 from trajdiff.plugins.motion.loader import load_motion
-from trajdiff.plugins.spec import Cost, DatasetCard, Domain, Metric, ModelDefaults, Projection
+from trajdiff.plugins.spec import Baseline, Cost, DatasetCard, Domain, Metric, ModelDefaults, Projection
 
 __all__ = ["MotionDomain", "dataset_cards"]
 
@@ -129,6 +130,14 @@ class MotionDomain(Domain):
             "skating_m_s": physical(lambda e, s: metrics.foot_skating(e.layout, s, e.foot_floor, e.fps)),
             "penetration_mm": physical(lambda e, s: 1000 * metrics.ground_penetration(s)),
         }
+
+    def baselines(self) -> dict[str, Baseline]:
+        """zero_velocity (the last pose held) and constant_velocity (each joint keeps its last displacement)."""
+        return {"zero_velocity": zero_velocity, "constant_velocity": constant_velocity}
+
+    def point_metrics(self) -> list[str]:
+        """The errors averaged over samples (each sample's error, not the error of the mean pose)."""
+        return ["ade_mean", "fde_mean"]
 
     # ---------------------------------------------------------------------------------------- output
     def write_forecast(self, path: Path, histories: dict[str, np.ndarray], futures: dict[str, np.ndarray],

@@ -13,7 +13,8 @@ from torch import Tensor
 
 from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError
-from trajdiff.plugins.spec import Cost, DatasetCard, Domain, Metric, ModelDefaults, Projection
+from trajdiff.plugins.spec import Baseline, Cost, DatasetCard, Domain, Metric, ModelDefaults, Projection
+from trajdiff.plugins.timeseries.baselines import SeasonalNaive, last_value, linear_base
 from trajdiff.plugins.timeseries.chaotic import SYSTEMS, write_chaotic_dataset
 from trajdiff.plugins.timeseries.encoder import SeriesEncoder
 from trajdiff.plugins.timeseries.loader import load_series
@@ -76,6 +77,15 @@ class TimeSeriesDomain(Domain):
 
     def metrics(self) -> dict[str, Metric]:
         return dict(METRICS)
+
+    def baselines(self) -> dict[str, Baseline]:
+        """last_value, seasonal_naive (season from the time stamps: 24 for hourly rows ...) and linear_base (the
+        encoder's linear forecast, with ``residual="linear"``); see `trajdiff.plugins.timeseries.baselines`."""
+        return {"last_value": last_value, "seasonal_naive": SeasonalNaive(), "linear_base": linear_base}
+
+    def point_metrics(self) -> list[str]:
+        """The errors of the per-element sample median."""
+        return ["mse_median", "mae_median"]
 
 
 def _chaotic_card(key: str) -> DatasetCard:

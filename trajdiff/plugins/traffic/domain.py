@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from trajdiff.core.data import Episodes
-from trajdiff.core.metrics import min_ade, min_fde
+from trajdiff.core.metrics import ade, fde, min_ade, min_fde
 from trajdiff.errors import ConfigError
-from trajdiff.plugins.spec import Cost, DatasetCard, Domain, Metric, ModelDefaults
+from trajdiff.plugins.spec import Baseline, Cost, DatasetCard, Domain, Metric, ModelDefaults
+from trajdiff.plugins.traffic.baselines import constant_velocity
 from trajdiff.plugins.traffic.costs import CollisionCost, SpeedCost
 from trajdiff.plugins.traffic.encoder import TrackEncoder
 from trajdiff.plugins.traffic.loader import load_tracks
@@ -67,6 +68,18 @@ def min_fde_metric(samples: np.ndarray, truth: np.ndarray) -> float:
     """Best-of-S final displacement error of x, y (user units)."""
     s, t = _xy(samples, truth)
     return float(min_fde(s, t))
+
+
+def ade_mean_metric(samples: np.ndarray, truth: np.ndarray) -> float:
+    """Average displacement error of the samples' mean trajectory (the point forecast), x, y."""
+    s, t = _xy(samples, truth)
+    return float(ade(s.mean(axis=0), t))
+
+
+def fde_mean_metric(samples: np.ndarray, truth: np.ndarray) -> float:
+    """Final displacement error of the samples' mean trajectory (the point forecast), x, y."""
+    s, t = _xy(samples, truth)
+    return float(fde(s.mean(axis=0), t))
 
 
 class TrafficDomain(Domain):
@@ -128,7 +141,16 @@ class TrafficDomain(Domain):
         return {"collision": CollisionCost(), "speed": SpeedCost()}
 
     def metrics(self) -> dict[str, Metric]:
-        return {"min_ade": min_ade_metric, "min_fde": min_fde_metric}
+        """Best-of-S (min_ade, min_fde) and the samples' mean trajectory (ade_mean, fde_mean), in user units."""
+        return {"min_ade": min_ade_metric, "min_fde": min_fde_metric, "ade_mean": ade_mean_metric,
+                "fde_mean": fde_mean_metric}
+
+    def baselines(self) -> dict[str, Baseline]:
+        """constant_velocity: each agent keeps its last observed step."""
+        return {"constant_velocity": constant_velocity}
+
+    def point_metrics(self) -> list[str]:
+        return ["ade_mean", "fde_mean"]
 
     def endpoints(self, futures: np.ndarray, columns: list[str]) -> np.ndarray:
         """Final positions (x, y) of each sample: where representative samples are chosen."""

@@ -13,7 +13,8 @@ import numpy as np
 
 from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError
-from trajdiff.plugins.spec import Cost, DatasetCard, Domain, Metric, ModelDefaults
+from trajdiff.plugins.spec import Baseline, Cost, DatasetCard, Domain, Metric, ModelDefaults
+from trajdiff.plugins.vessel.baselines import ctr_baseline, cv_baseline
 from trajdiff.plugins.vessel.encoder import VesselEncoder
 from trajdiff.plugins.vessel.geo import to_local
 from trajdiff.plugins.vessel.guides import (
@@ -111,6 +112,14 @@ class VesselDomain(Domain):
 
     def metrics(self) -> dict[str, Metric]:
         return dict(METRICS)
+
+    def baselines(self) -> dict[str, Baseline]:
+        """constant_velocity and constant_turn_rate, dead-reckoned along great circles (see `baselines`)."""
+        return {"constant_velocity": cv_baseline, "constant_turn_rate": ctr_baseline}
+
+    def point_metrics(self) -> list[str]:
+        """The errors of the samples' mean position."""
+        return ["ade_m", "fde_m"]
 
     def make_guides(self, encoder: VesselEncoder, **options: Any) -> VesselGuides:
         """Guides for `api.forecast(..., guides={...})`: keep_out (GeoJSON), margin_m, max_speed_knots,

@@ -1,10 +1,11 @@
-"""Geodesy for vessel tracks: a local equirectangular metric frame, great-circle distances, polygons.
+"""Geodesy for vessel tracks: a local equirectangular metric frame, great circles on a sphere, polygons.
 
 Over the tens of kilometres a vessel covers in an hour, the equirectangular projection around a
 reference point (x east = R cos(lat0) dlon, y north = R dlat, angles in radians) is accurate to
 well under a metre per kilometre and is exactly invertible; it is what the encoder and the
 costs use. Distances for metrics use the haversine formula on a sphere of radius
-``EARTH_RADIUS_M`` (the IUGG mean Earth radius, 6,371,008.8 m).
+``EARTH_RADIUS_M`` (the IUGG mean Earth radius, 6,371,008.8 m); motion along great circles of that
+sphere (dead reckoning) works on unit vectors (`to_unit`, `from_unit`), exact at any latitude and range.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ __all__ = [
     "haversine_m",
     "inside_polygon",
     "load_polygons",
+    "from_unit",
     "signed_distance",
     "to_local",
+    "to_unit",
 ]
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -56,6 +59,19 @@ def haversine_m(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> np.ndarray:
     dp, dl = p2 - p1, np.radians(np.asarray(lon2) - np.asarray(lon1))
     a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def to_unit(lat: Any, lon: Any) -> np.ndarray:
+    """Degrees -> points on the unit sphere ``[..., 3]`` (x towards lat 0 lon 0, z towards the north pole)."""
+    p, la = np.radians(np.asarray(lat, dtype=np.float64)), np.radians(np.asarray(lon, dtype=np.float64))
+    return np.stack([np.cos(p) * np.cos(la), np.cos(p) * np.sin(la), np.sin(p)], axis=-1)
+
+
+def from_unit(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of `to_unit`: vectors ``[..., 3]`` (any length) -> (lat, lon) in degrees."""
+    v = np.asarray(v, dtype=np.float64)
+    lat = np.degrees(np.arctan2(v[..., 2], np.hypot(v[..., 0], v[..., 1])))
+    return lat, np.degrees(np.arctan2(v[..., 1], v[..., 0]))
 
 
 # ------------------------------------------------------------------------------------------ polygons
