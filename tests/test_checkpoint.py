@@ -9,12 +9,8 @@ import torch
 from torch import nn
 
 import trajdiff
-from trajdiff.core.checkpoint import (
-    Checkpoint,
-    load_checkpoint,
-    restore_optimizer,
-    save_checkpoint,
-)
+from trajdiff.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from trajdiff.core.optimizer_state import restore_optimizer
 from trajdiff.errors import CheckpointError, ConfigError, TrajdiffError
 
 
@@ -279,7 +275,7 @@ def test_interrupted_save_leaves_old_model(tmp_path: Path, monkeypatch: pytest.M
     def boom(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ck, "_write_json", boom)
+    monkeypatch.setattr(ck, "write_json", boom)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, config={"v": 2}, tensors={"weights": {"w": torch.zeros(1)}})
     assert load_checkpoint(path).config == {"hidden": 8, "name": "toy"}

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from trajdiff.core.data import (
-    Episodes,
-    Normalizer,
-    check_sequence_batch,
-    windows,
-    windows_with_index,
-)
+from trajdiff.core.data import Episodes, Normalizer
+from trajdiff.core.windows import check_sequence_batch, windows, windows_with_index
 from trajdiff.errors import ConfigError, DataError, ShapeError, TrajdiffError
 
 

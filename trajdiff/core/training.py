@@ -28,8 +28,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from trajdiff.core.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
+from trajdiff.core.checkpoint import load_checkpoint, save_checkpoint
 from trajdiff.core.model import DiffusionModel
+from trajdiff.core.optimizer_state import restore_optimizer
 from trajdiff.core.parametrize import network_input, target, x0_error_scale
 from trajdiff.core.plans import staircase
 from trajdiff.core.samplers import check_sequences
