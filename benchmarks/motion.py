@@ -38,12 +38,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, results_path, write_results  # noqa: E402
 
+from trajdiff import api  # noqa: E402
 from trajdiff.core.data import Episodes  # noqa: E402
 from trajdiff.core.model import DiffusionModel  # noqa: E402
 from trajdiff.plugins.motion import metrics as M  # noqa: E402
 from trajdiff.plugins.motion.encoder import MotionEncoder  # noqa: E402
 from trajdiff.plugins.motion.loader import load_motion  # noqa: E402
-from trajdiff.plugins.motion.synthesis import sample_forecasts, synthesize, train_motion  # noqa: E402
+from trajdiff.plugins.motion.synthesis import sample_forecasts, synthesize  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cmu_mocap" / "mb2"
 HISTORY, HORIZON, PATCH, FPS = 30, 60, 2, 30.0
@@ -167,15 +168,15 @@ def streaming(model: DiffusionModel, encoder: MotionEncoder, test: Episodes, sec
 
 def fit(train: Episodes, out: Path, mode: str, history: int, horizon: int, minutes: float,
         network: dict, more_minutes: float = 0.0) -> dict:
-    """Trains a model for ``minutes`` (or reuses the one in ``out``, training it ``more_minutes`` on from
-    its checkpoint); returns its steps and training seconds (all runs together)."""
+    """Trains the motion recipe ``mode`` for ``minutes`` (or reuses the model in ``out``, training it
+    ``more_minutes`` on from its checkpoint); returns its steps and training seconds (all runs together)."""
     exists = (out / "config.json").exists()
     if not exists or more_minutes > 0:
         done = float((out / "seconds.txt").read_text()) if (out / "seconds.txt").exists() else 0.0
         started = time.monotonic()
-        train_motion(train, out, mode=mode, history=history, horizon=horizon, patch=PATCH, steps=100_000,
-                     minutes=more_minutes if exists else minutes, batch_size=64, stride=5, network=network,
-                     resume=exists)
+        api.train("motion", train, out, recipe=mode, history=history, horizon=horizon, encoder={"patch": PATCH},
+                  steps=100_000, minutes=more_minutes if exists else minutes, batch_size=64, stride=5, network=network,
+                  resume=exists, progress=False)
         (out / "seconds.txt").write_text(f"{done + time.monotonic() - started:.1f}\n")
     import json
 

@@ -194,8 +194,7 @@ def test_plugin_registers_the_domain_its_guides_and_the_card() -> None:
 
 
 def test_write_forecast_writes_bvh_that_reads_back(walks, encoder, tmp_path: Path) -> None:
-    domain = MotionDomain()
-    domain.encoder_from_state(encoder.state_dict())
+    domain = MotionDomain().with_encoder(MotionEncoder.from_state(encoder.state_dict()))
     history = walks.sequences[0][:30]
     futures = {"07_01": np.stack([walks.sequences[0][30:70], walks.sequences[0][30:70]])}
     written = domain.write_forecast(tmp_path / "f.bvh", {"07_01": history}, futures, walks.columns)

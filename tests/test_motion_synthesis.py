@@ -3,6 +3,7 @@ classifier-free guidance, endless streaming far past the training window, and th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +15,14 @@ from typer.testing import CliRunner
 from trajdiff import api
 from trajdiff.cli import app
 from trajdiff.core.model import DiffusionModel
+from trajdiff.errors import ConfigError
+from trajdiff.plugins.manager import get_plugins
 from trajdiff.plugins.motion import metrics
 from trajdiff.plugins.motion.bvh import read_bvh
 from trajdiff.plugins.motion.encoder import MotionEncoder
 from trajdiff.plugins.motion.features import encode_positions
-from trajdiff.plugins.motion.loader import load_motion
-from trajdiff.plugins.motion.synthesis import sample_forecasts, synthesize, train_motion
+from trajdiff.plugins.motion.loader import CATEGORIES, load_motion
+from trajdiff.plugins.motion.synthesis import sample_forecasts, synthesize
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MB2 = SHARED_DATA / "cmu_mocap" / "mb2"
@@ -43,8 +46,8 @@ def walks():
 def forecaster(walks, tmp_path_factory) -> Path:
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("motion") / "forecast"
-    train_motion(walks.select(range(6)), out, mode="forecast", history=HISTORY, horizon=HORIZON, patch=2, steps=300,
-                 batch_size=32, lr=2e-3, stride=2, network=TINY)
+    api.train("motion", walks.select(range(6)), out, recipe="forecast", history=HISTORY, horizon=HORIZON, steps=300,
+              batch_size=32, lr=2e-3, stride=2, network=TINY, progress=False)
     return out
 
 
@@ -56,8 +59,8 @@ def streamer(walks, tmp_path_factory) -> Path:
                        walks.meta[:6] + standing.meta)
     assert {m["category"] for m in data.meta} == {"walk", "other"}
     out = tmp_path_factory.mktemp("motion") / "stream"
-    train_motion(data, out, mode="stream", history=8, horizon=8, patch=2, steps=400, batch_size=32, lr=2e-3,
-                 stride=2, network=TINY, cond_dropout=0.2)
+    api.train("motion", data, out, recipe="stream", history=8, horizon=8, steps=400, batch_size=32, lr=2e-3,
+              stride=2, network=TINY, progress=False)
     return out
 
 
@@ -92,7 +95,7 @@ def test_guides_make_forecasts_physical(walks, forecaster) -> None:
 def test_label_and_guidance_steer_the_stream(streamer) -> None:
     model = DiffusionModel.load(streamer)
     encoder = MotionEncoder.from_state(model.extra["encoder"])
-    seed = np.asarray(model.extra["motion"]["seeds"]["other"], dtype=np.float32)  # standing still
+    seed = np.asarray(model.extra["recipe"]["stored"]["seeds"]["other"], dtype=np.float32)  # standing still
     speeds = {label: _root_speed(synthesize(model, encoder, seconds=4, label=label, samples=4, guidance=2.0,
                                             context=seed, constraints=(), seed=1)[:, 8:], encoder.fps)
               for label in ("walk", "other")}
@@ -144,6 +147,54 @@ def test_cli_sample_and_forecast_write_motion_files(walks, forecaster, streamer,
     assert (tmp_path / "f.png").stat().st_size > 0
 
 
+def test_recipes_are_configurations_that_api_train_runs(forecaster, streamer, tmp_path: Path) -> None:
+    """Both recipes go through the one training path and give its general options: a label (one-hot over the
+    categories, dropped for classifier-free guidance), shared or rolling noise, and what the recipe stores."""
+    stream = json.loads((streamer / "config.json").read_text())
+    defaults = stream["extra"]["defaults"]
+    assert defaults["label"] == "category" and defaults["labels"] == list(CATEGORIES)
+    assert defaults["noise"] == "rolling" and defaults["history"] == 8 and defaults["network"]["cond_dim"] == 6
+    training = stream["training"]
+    assert (training["noise"], training["window"], training["history"], training["cond_dropout"]) == \
+        ("rolling", 4, 4, 0.1)
+    recipe = stream["extra"]["recipe"]
+    assert recipe["name"] == "stream" and set(recipe["stored"]["seeds"]) == {"walk", "other"}
+    dim = MotionEncoder.from_state(stream["extra"]["encoder"]).dim
+    assert np.asarray(recipe["stored"]["seeds"]["walk"]).shape == (4, dim)  # the history tokens of one window
+    forecast = json.loads((forecaster / "config.json").read_text())
+    assert forecast["extra"]["recipe"] == {"name": "forecast", "stored": {}}
+    assert (forecast["training"]["noise"], forecast["training"]["history"], forecast["training"]["history_prob"]) \
+        == ("shared", HISTORY // 2, 0.9)
+    with pytest.raises(ConfigError, match=r"no training recipe 'dance'; its recipes: forecast \(.*stream \("):
+        api.train("motion", MB2 / "07" / "07_03.bvh", tmp_path / "x", recipe="dance")
+
+
+def test_two_loaded_models_each_keep_their_own_encoder(tmp_path: Path) -> None:
+    """Loading a second motion model leaves the first one's domain (writers, time stamps, loader) on its own
+    encoder; the registry's shared instance holds none."""
+    options = {"steps": 1, "history": 4, "horizon": 4, "network": TINY, "progress": False}
+    api.train("motion", MB2 / "07" / "07_01.bvh", tmp_path / "a", **options)
+    api.train("motion", MB2 / "02" / "02_05.bvh", tmp_path / "b", load_options={"fps": 15}, **options)
+    a, b = api.load_model(tmp_path / "a"), api.load_model(tmp_path / "b")
+    assert (a.encoder.fps, b.encoder.fps) == (30.0, 15.0) and not np.allclose(a.encoder.mean, b.encoder.mean)
+    assert a.domain.encoder() is a.encoder and b.domain.encoder() is b.encoder
+    clip = MB2 / "07" / "07_03.bvh"
+    for loaded, fps in ((a, 30.0), (b, 15.0)):
+        np.testing.assert_allclose(np.diff(loaded.domain.future_times(np.array([0.0]), 3)), 1 / fps)
+        episodes = loaded.domain.load(clip)  # read at the model's own frame rate
+        assert episodes.meta[0]["fps"] == fps
+        motion = episodes.sequences[0]
+        written = loaded.domain.write_forecast(tmp_path / f"{fps:g}.bvh", {"c": motion[:10]},
+                                               {"c": motion[None, 10:20]}, episodes.columns)
+        assert read_bvh(written).fps == pytest.approx(fps, rel=1e-4)
+        tokens, frame = loaded.encoder.encode(motion[:8], 4)
+        np.testing.assert_allclose(loaded.encoder.decode(tokens, frame), motion[:8], atol=1e-4)
+    tokens, frame = a.encoder.encode(load_motion(clip).sequences[0][:8], 4)
+    assert not np.allclose(a.encoder.decode(tokens, frame), b.encoder.decode(tokens, frame), atol=1e-3)
+    with pytest.raises(ConfigError, match="need a fitted encoder"):
+        get_plugins().domain("motion").costs()["skating"](torch.zeros(1, 4, a.encoder.dim))
+
+
 def test_cli_trains_the_stream_recipe_for_sample(tmp_path: Path) -> None:
     runner = CliRunner()
     clips = str(MB2 / "07" / "07_03.bvh")
@@ -151,8 +202,8 @@ def test_cli_trains_the_stream_recipe_for_sample(tmp_path: Path) -> None:
                                  "--out", str(tmp_path / "stream"), "--steps", "3"])
     assert result.exit_code == 0, result.output
     assert "for 3 steps" in result.output
-    extra = DiffusionModel.load(tmp_path / "stream").extra["motion"]
-    assert extra["mode"] == "stream" and "walk" in extra["categories"]
+    extra = DiffusionModel.load(tmp_path / "stream").extra
+    assert extra["recipe"]["name"] == "stream" and "walk" in extra["defaults"]["labels"]
     result = runner.invoke(app, ["sample", "--model", str(tmp_path / "stream"), "--seconds", "2", "--label", "walk",
                                  "--out", str(tmp_path / "s.bvh")])
     assert result.exit_code == 0, result.output
@@ -162,7 +213,11 @@ def test_cli_trains_the_stream_recipe_for_sample(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no training recipe 'dance'" in result.output and "stream (" in result.output
     result = runner.invoke(app, ["train", "--domain", "motion", "--recipe", "stream", "--data", clips,
                                  "--out", str(tmp_path / "x"), "--steps", "1", "--history", "4"])
-    assert result.exit_code == 2 and "sets its own history" in result.output
+    assert result.exit_code == 0, result.output  # the caller's settings override the recipe's
+    defaults = DiffusionModel.load(tmp_path / "x").extra["defaults"]
+    assert defaults["history"] == 4 and defaults["horizon"] == 30 and defaults["noise"] == "rolling"
     result = runner.invoke(app, ["train", "--domain", "rl", "--recipe", "stream", "--data", clips,
                                  "--out", str(tmp_path / "x"), "--steps", "1"])
     assert result.exit_code == 2 and "domain 'rl' has no training recipe 'stream'; its recipes: none" in result.output
+    result = runner.invoke(app, ["plugins"])
+    assert "--recipe stream: label-conditioned endless synthesis" in result.output, result.output

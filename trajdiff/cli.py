@@ -73,7 +73,7 @@ def plugins() -> None:
             typer.echo(f"  {row.name:<18}{where}{target}{summary}")
             if kind == "domain":
                 for recipe, what in registry.domain(row.name).recipes().items():
-                    typer.echo(f"  {'':<18}--recipe {recipe}: {what}")
+                    typer.echo(f"  {'':<18}--recipe {recipe}: {what.description}")
     if registry.failures:
         typer.secho("Plugins that failed", bold=True, fg=typer.colors.YELLOW)
         for failure in registry.failures:

@@ -78,7 +78,8 @@ class LoadedModel:
 
 
 def load_model(model_dir: str | Path, *, domain: str | None = None, plugins: Plugins | None = None) -> LoadedModel:
-    """Loads a model directory and the domain it was trained for (checked against ``domain`` if given)."""
+    """Loads a model directory and the domain it was trained for (checked against ``domain`` if given),
+    bound to the model's own encoder (`Domain.with_encoder`)."""
     model = DiffusionModel.load(model_dir)
     trained_for = model.extra.get("domain")
     if trained_for is None:
@@ -90,4 +91,4 @@ def load_model(model_dir: str | Path, *, domain: str | None = None, plugins: Plu
     dom = registry_or_default(plugins).domain(trained_for)
     encoder = dom.encoder_from_state(model.extra["encoder"])
     defaults = ModelDefaults(**model.extra["defaults"])
-    return LoadedModel(model, dom, encoder, defaults, Calibration.load(model_dir))
+    return LoadedModel(model, dom.with_encoder(encoder), encoder, defaults, Calibration.load(model_dir))

@@ -1,9 +1,10 @@
-"""Training a model for any domain (`train`), or through one of a domain's own recipes."""
+"""Training a model for any domain (`train`): the domain's default configuration, optionally one of its named
+recipes over it, then the caller's arguments, all run through one path (encoder, windows, `Trainer`)."""
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,16 @@ from trajdiff.api.loading import (
     make_encoder,
     registry_or_default,
 )
+from trajdiff.core.data import Episodes
 from trajdiff.core.model import DiffusionModel
 from trajdiff.core.training import TrainConfig, TrainData, Trainer
-from trajdiff.errors import ConfigError
+from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.manager import Plugins
-from trajdiff.plugins.spec import Domain, ModelDefaults
+from trajdiff.plugins.spec import Domain, ModelDefaults, Recipe, TrainingSet
+
+SET_BY_THE_PATH = ("steps", "batch_size", "lr", "noise", "window", "history", "history_prob", "cond_dropout",
+                   "max_minutes", "seed", "progress", "device")
+"""TrainConfig fields that `train` sets from the model settings and its arguments (not from ``training``)."""
 
 
 @dataclass
@@ -36,12 +42,6 @@ class TrainSummary:
     windows: int
     skipped_episodes: list[str] = field(default_factory=list)
     stopped_early: bool = False
-
-
-def _defaults(domain: Domain, **overrides: Any) -> ModelDefaults:
-    defaults = domain.defaults()
-    changes = {key: value for key, value in overrides.items() if value is not None}
-    return replace(defaults, **changes) if changes else defaults
 
 
 def train(
@@ -66,55 +66,53 @@ def train(
     recipe: str | None = None,
     device: str | None = None,
 ) -> TrainSummary:
-    """Trains a model for ``domain`` on ``data`` and writes the model directory ``out``.
+    """Trains a model for ``domain`` on ``data`` (what the domain reads, or `Episodes` already loaded) and
+    writes the model directory ``out``.
 
-    ``network`` replaces the domain's default network; ``encoder`` updates its encoder options.
-    ``recipe`` runs one of the domain's own training recipes (`Domain.recipes`) instead of the
-    generic one; it takes ``steps``, ``minutes``, ``seed``, ``progress`` and ``resume``. ``device``:
-    "cpu" (default), "cuda" or "cuda:N"; the written model loads on any machine."""
+    ``recipe`` names one of the domain's training configurations (`Domain.recipes`, e.g. motion's
+    "stream"); its settings replace the domain's defaults, and the arguments given here replace both:
+    ``network`` the network, ``encoder`` (merged) encoder options. ``minutes`` stops training early.
+    ``device``: "cpu" (default), "cuda" or "cuda:N"; the written model loads on any machine."""
     registry = registry_or_default(plugins)
     dom = registry.domain(domain)
-    if recipe is not None:
-        return _train_recipe(dom, recipe, data, out, steps=steps, minutes=minutes, seed=seed, progress=progress,
-                             resume=resume, load_options=load_options,
-                             ignored={"history": history, "horizon": horizon, "batch_size": batch_size, "lr": lr,
-                                      "stride": stride, "network": network, "encoder": encoder, "device": device})
-    defaults = _defaults(dom, history=history, horizon=horizon, steps=steps, batch_size=batch_size, lr=lr,
-                         stride=stride)
-    if encoder:
-        defaults = replace(defaults, encoder={**defaults.encoder, **encoder})
-    episodes = dom.load(data, **(load_options or {}))
-    encoder = make_encoder(dom, defaults).fit(episodes)
-    observed = context_tokens(encoder, defaults)
-    x, _, too_short = encode_windows(episodes, encoder, defaults.history, defaults.length, defaults.stride)
+    chosen = _recipe(dom, recipe)
+    defaults = _settings(dom, chosen, history=history, horizon=horizon, steps=steps, batch_size=batch_size, lr=lr,
+                         stride=stride, network=network, encoder=encoder)
+    episodes = data if isinstance(data, Episodes) else dom.load(data, **(load_options or {}))
+    fitted = make_encoder(dom, defaults).fit(episodes)
+    observed = context_tokens(fitted, defaults)
+    x, index, too_short = encode_windows(episodes, fitted, defaults.history, defaults.length, defaults.stride)
     if too_short:
         warnings.warn(f"{len(too_short)} episode(s) shorter than one window ({defaults.length} rows) were not "
                       f"used for training: {too_short[:5]}{' ...' if len(too_short) > 5 else ''}", stacklevel=2)
-    x = dom.augment_windows(x, encoder)
-    net = dict(network or defaults.network)
-    net["dim"] = encoder.dim
-    model = DiffusionModel(
-        net, schedule=defaults.schedule, parametrization=defaults.parametrization,
-        extra={
-            "domain": dom.name,
-            "plugin": registry.domain_plugin(dom.name),
-            "package": registry.packages.get(registry.domain_plugin(dom.name), ""),
-            "encoder": encoder.state_dict(),
-            "defaults": asdict(defaults),
-            "trajdiff_version": __version__,
-        },
-    )
-    config = TrainConfig(
-        steps=defaults.steps, batch_size=defaults.batch_size, lr=defaults.lr, history=observed,
-        history_prob=defaults.history_prob if observed else 0.0, noise=defaults.noise, max_minutes=minutes,
-        seed=seed, device=device,
-        progress=progress,
-        checkpoint_every=max(100, defaults.steps // 10),
-    )
+    defaults, labels = _window_labels(episodes, index, defaults)
+    x = dom.augment_windows(x, fitted)
+    labels = _follow_augmentation(dom, labels, len(x))
+    net = {**defaults.network, "dim": fitted.dim}
+    if labels is not None:
+        net["cond_dim"] = len(defaults.labels)
+    defaults = replace(defaults, network=dict(net))
+    extra: dict[str, Any] = {
+        "domain": dom.name,
+        "plugin": registry.domain_plugin(dom.name),
+        "package": registry.packages.get(registry.domain_plugin(dom.name), ""),
+        "encoder": fitted.state_dict(),
+        "defaults": asdict(defaults),
+        "trajdiff_version": __version__,
+    }
+    if chosen is not None:
+        stored = chosen.store(TrainingSet(fitted, defaults, x, labels)) if chosen.store is not None else {}
+        extra["recipe"] = {"name": recipe, "stored": stored}
+    model = DiffusionModel(net, schedule=defaults.schedule, parametrization=defaults.parametrization, extra=extra)
+    config = _train_config(defaults, observed, x.shape[1], conditioned=labels is not None, minutes=minutes,
+                           seed=seed, device=device, progress=progress)
+    cond = None
+    if labels is not None:
+        cond = torch.nn.functional.one_hot(torch.from_numpy(labels), len(defaults.labels)).float()
     torch.manual_seed(seed)
     if not resume and Path(out).exists() and (Path(out) / "config.json").exists():
         warnings.warn(f"{out} holds a model; it will be replaced (pass resume=True to continue it)", stacklevel=2)
-    trainer = Trainer(model, TrainData(torch.from_numpy(x)), config, out_dir=out, resume=resume,
+    trainer = Trainer(model, TrainData(torch.from_numpy(x), cond=cond), config, out_dir=out, resume=resume,
                       metadata={"windows": int(x.shape[0]), "episodes": len(episodes),
                                 "skipped_episodes": too_short})
     result = trainer.fit()
@@ -123,19 +121,86 @@ def train(
                         result.stopped_early)
 
 
-def _train_recipe(dom: Domain, recipe: str, data: Any, out: str | Path, *, steps: int | None, minutes: float | None,
-                  seed: int, progress: bool, resume: bool, load_options: dict[str, Any] | None,
-                  ignored: dict[str, Any]) -> TrainSummary:
+def _recipe(dom: Domain, name: str | None) -> Recipe | None:
+    """The domain's recipe called ``name`` (None for none); an unknown name is a ConfigError listing them."""
+    if name is None:
+        return None
     recipes = dom.recipes()
-    if recipe not in recipes:
-        known = ", ".join(f"{name} ({what})" for name, what in recipes.items()) or "none"
-        raise ConfigError(f"domain {dom.name!r} has no training recipe {recipe!r}; its recipes: {known}")
-    given = sorted(name for name, value in ignored.items() if value)
-    if given:
-        raise ConfigError(f"the {recipe!r} recipe of domain {dom.name!r} sets its own {', '.join(given)}; "
-                          "leave them out (or train without --recipe)")
-    episodes = dom.load(data, **(load_options or {}))
-    result = dom.train_recipe(recipe, episodes, Path(out), steps=steps, minutes=minutes, seed=seed,
-                              progress=progress, resume=resume)
-    return TrainSummary(Path(out), dom.name, int(result["steps"]), float(result["seconds"]),
-                        float(result["final_loss"]), int(result["windows"]))
+    if name not in recipes:
+        known = ", ".join(f"{key} ({value.description})" for key, value in recipes.items()) or "none"
+        raise ConfigError(f"domain {dom.name!r} has no training recipe {name!r}; its recipes: {known}")
+    chosen = recipes[name]
+    if not isinstance(chosen, Recipe):
+        raise ConfigError(f"domain {dom.name!r}: recipes() must map names to Recipe, got {type(chosen).__name__} "
+                          f"for {name!r}")
+    return chosen
+
+
+def _settings(dom: Domain, recipe: Recipe | None, *, network: dict[str, Any] | None,
+              encoder: dict[str, Any] | None, **overrides: Any) -> ModelDefaults:
+    """The domain's defaults, then the recipe's overrides, then the caller's (those not None)."""
+    defaults = dom.defaults()
+    if recipe is not None:
+        known = {f.name for f in fields(ModelDefaults)}
+        unknown = sorted(set(recipe.defaults) - known)
+        if unknown:
+            raise ConfigError(f"domain {dom.name!r}: recipe {recipe.description!r} sets unknown model option(s) "
+                              f"{unknown}; valid: {sorted(known)}")
+        merged = {**defaults.encoder, **recipe.defaults.get("encoder", {})}
+        defaults = replace(defaults, **{**recipe.defaults, "encoder": merged})
+    changes = {key: value for key, value in overrides.items() if value is not None}
+    if network:
+        changes["network"] = dict(network)
+    if encoder:
+        changes["encoder"] = {**defaults.encoder, **encoder}
+    return replace(defaults, **changes) if changes else defaults
+
+
+def _window_labels(episodes: Episodes, index: list[tuple[int, int]],
+                   defaults: ModelDefaults) -> tuple[ModelDefaults, np.ndarray | None]:
+    """For a label-conditioned model (``defaults.label``): the settings with the label values resolved, and
+    each window's index among them; (defaults, None) for an unconditional one."""
+    if defaults.label is None:
+        return defaults, None
+    values: dict[int, str] = {}
+    for i in sorted({episode for episode, _ in index}):
+        meta = episodes.meta[i] or {}
+        if defaults.label not in meta:
+            raise DataError(f"episode {episodes.ids[i]!r} has no {defaults.label!r} in its meta, which this model "
+                            "is conditioned on; give every episode one (or train without the label)")
+        values[i] = str(meta[defaults.label])
+    labels = list(defaults.labels) or sorted(set(values.values()))
+    unknown = sorted({(value, episodes.ids[i]) for i, value in values.items() if value not in labels})
+    if unknown:
+        raise DataError(f"{defaults.label} value(s) not among the model's labels {labels}: "
+                        + ", ".join(f"{value!r} (episode {episode!r})" for value, episode in unknown[:5]))
+    return replace(defaults, labels=labels), np.asarray([labels.index(values[i]) for i, _ in index])
+
+
+def _follow_augmentation(dom: Domain, labels: np.ndarray | None, windows: int) -> np.ndarray | None:
+    """Labels for the windows `Domain.augment_windows` returned: whole copies of the originals, in order."""
+    if labels is None or windows == len(labels):
+        return labels
+    if windows % len(labels):
+        raise ConfigError(f"domain {dom.name!r}: augment_windows turned {len(labels)} windows into {windows}, not "
+                          "whole copies of them, so a label-conditioned model cannot tell each window's label")
+    return np.tile(labels, windows // len(labels))
+
+
+def _train_config(defaults: ModelDefaults, observed: int, tokens: int, *, conditioned: bool,
+                  minutes: float | None, seed: int, device: str | None, progress: bool) -> TrainConfig:
+    """The Trainer's configuration for these model settings (``defaults.training`` adds further options)."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(defaults.training) - known)
+    clash = sorted(set(defaults.training) & set(SET_BY_THE_PATH))
+    if unknown or clash:
+        raise ConfigError(f"training options {unknown or clash} are not TrainConfig options this path takes; "
+                          f"valid: {sorted(known - set(SET_BY_THE_PATH))}")
+    options: dict[str, Any] = {"checkpoint_every": max(100, defaults.steps // 10), **defaults.training}
+    return TrainConfig(
+        steps=defaults.steps, batch_size=defaults.batch_size, lr=defaults.lr, noise=defaults.noise,
+        window=tokens - observed if defaults.noise == "rolling" else None, history=observed,
+        history_prob=defaults.history_prob if observed else 0.0,
+        cond_dropout=defaults.cond_dropout if conditioned else 0.0,
+        max_minutes=minutes, seed=seed, device=device, progress=progress, **options,
+    )

@@ -27,6 +27,7 @@ from trajdiff.plugins.spec import (
     DatasetCard,
     Domain,
     ModelDefaults,
+    Recipe,
     TrajdiffSpec,
 )
 
@@ -244,13 +245,15 @@ def _contract_problem(domain: object) -> str | None:
         return f"domain {domain.name!r}: defaults() must return ModelDefaults, got {type(defaults).__name__}"
     if defaults.history < 0 or defaults.horizon < 1:
         return f"domain {domain.name!r}: defaults() needs history >= 0 and horizon >= 1"
-    for method in ("costs", "constraints", "metrics"):
+    for method in ("costs", "constraints", "metrics", "recipes"):
         try:
             value = getattr(domain, method)()
         except Exception as exc:
             return f"domain {domain.name!r}: {method}() raised {type(exc).__name__}: {exc}"
         if not isinstance(value, dict):
             return f"domain {domain.name!r}: {method}() must return a dict, got {type(value).__name__}"
+        if method == "recipes" and not all(isinstance(recipe, Recipe) for recipe in value.values()):
+            return f"domain {domain.name!r}: recipes() must map names to trajdiff Recipe objects"
     return None
 
 

@@ -58,16 +58,58 @@ class ModelDefaults:
     samples: int = 20
     encoder: dict[str, Any] = field(default_factory=dict)
     noise: str = "independent"
-    """Training noise levels per token: "independent" (Diffusion Forcing: any plan works) or "shared"
-    (one level per window, which suits full-sequence sampling such as planning)."""
+    """Training noise levels per token: "independent" (Diffusion Forcing: any plan works), "shared"
+    (one level per window, which suits full-sequence sampling such as planning) or "rolling" (the
+    rolling window's staircase over the horizon tokens after a clean history: Rolling Diffusion /
+    TEDi, for endless generation through the rolling plan)."""
     history_prob: float = 0.75
     """Share of training windows whose history tokens are held clean (as when forecasting); the rest
     are noised like the future, which also teaches unconditional generation."""
+    label: str | None = None
+    """Condition the model on this key of each episode's meta (e.g. motion's "category"): the condition
+    is the one-hot vector of the episode's value among ``labels``. None: unconditional."""
+    labels: list[str] = field(default_factory=list)
+    """The values of ``label``, in one-hot order; empty: the values found in the training data, sorted
+    (the trained model stores the list it used)."""
+    cond_dropout: float = 0.1
+    """Share of training windows whose label is dropped, so that the same network is also the
+    unconditional model that classifier-free guidance needs (label-conditioned models only)."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """Further `trajdiff.core.training.TrainConfig` options (``warmup_steps``, ``weighting``,
+    ``ema_decay`` ...) beyond those the fields above set."""
 
     @property
     def length(self) -> int:
         """Rows in one window: history + horizon."""
         return self.history + self.horizon
+
+
+@dataclass
+class TrainingSet:
+    """What a training run feeds the network, for `Recipe.store`: the fitted encoder, the model's
+    settings, the encoded windows ``[N, T, D]`` and each window's index in ``defaults.labels``
+    (None for an unconditional model)."""
+
+    encoder: Encoder
+    defaults: ModelDefaults
+    windows: np.ndarray
+    labels: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named training configuration of a domain, run by ``api.train(..., recipe=NAME)`` through the one
+    generic training path.
+
+    ``defaults`` overrides fields of the domain's `ModelDefaults` (``noise``, ``history``, ``horizon``,
+    ``label``, ``network``, ``training`` ...; ``encoder`` options are merged into the domain's); arguments
+    given to ``api.train`` override the recipe in turn. ``store``, if given, maps the `TrainingSet` to
+    JSON values that the model keeps in ``config.json`` (``extra["recipe"]["stored"]``), e.g. seed
+    motions per label for synthesis without data."""
+
+    description: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    store: Callable[[TrainingSet], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -227,20 +269,20 @@ class Domain(ABC):
 
     def augment_windows(self, windows: np.ndarray, encoder: Encoder) -> np.ndarray:
         """Training windows ``[N, T, D]`` (encoded) -> the windows to train on, e.g. with mirrored copies
-        added where the domain is symmetric. Default: unchanged."""
+        added where the domain is symmetric. The result is the given windows followed by whole copies of
+        them in the same order (``[k N, T, D]``), so that each window's label follows. Default: unchanged."""
         return windows
 
-    def recipes(self) -> dict[str, str]:
-        """Training recipes besides the generic one, by name -> what the model is for (e.g. a motion
-        model for endless synthesis). `trajdiff train --recipe NAME` runs one through `train_recipe`."""
+    def recipes(self) -> dict[str, Recipe]:
+        """Named training configurations besides the defaults (e.g. a motion model for endless synthesis),
+        which ``api.train(..., recipe=NAME)`` and ``trajdiff train --recipe NAME`` run. Default: none."""
         return {}
 
-    def train_recipe(self, recipe: str, episodes: Episodes, out: Path, *, steps: int | None = None,
-                     minutes: float | None = None, seed: int = 0, progress: bool = False,
-                     resume: bool = False) -> dict[str, Any]:
-        """Trains the named recipe on ``episodes`` into the model directory ``out``; returns a dict
-        with ``steps``, ``seconds``, ``final_loss`` and ``windows``."""
-        raise NotImplementedError(f"domain {self.name!r} has no training recipes")
+    def with_encoder(self, encoder: Encoder) -> Domain:
+        """This domain for one model: the instance whose costs, constraints, metrics and writers use that
+        model's fitted ``encoder``. `api.load_model` calls it, so every loaded model has its own, while the
+        registry's instance stays shared and holds none. Default: self (hooks that need no encoder)."""
+        return self
 
     def future_times(self, times: np.ndarray, count: int) -> np.ndarray:
         """Time stamps of ``count`` steps after ``times`` (default: continue the last interval)."""

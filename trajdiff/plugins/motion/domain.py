@@ -15,21 +15,34 @@ from trajdiff.plugins.motion import guides, metrics
 from trajdiff.plugins.motion.baselines import constant_velocity, zero_velocity
 from trajdiff.plugins.motion.encoder import MotionEncoder
 from trajdiff.plugins.motion.export import write_motion
-from trajdiff.plugins.motion.loader import load_motion
-from trajdiff.plugins.spec import Baseline, Cost, DatasetCard, Domain, Metric, ModelDefaults, Projection
+from trajdiff.plugins.motion.loader import CATEGORIES, load_motion
+from trajdiff.plugins.spec import (
+    Baseline,
+    Cost,
+    DatasetCard,
+    Domain,
+    Encoder,
+    Metric,
+    ModelDefaults,
+    Projection,
+    Recipe,
+    TrainingSet,
+)
 
-__all__ = ["MotionDomain", "dataset_cards"]
-
+__all__ = ["MotionDomain", "dataset_cards", "seed_motions"]
 
 
 class MotionDomain(Domain):
-    """Human motion capture: BVH in and out, root motion + pose features, physical guides."""
+    """Human motion capture: BVH in and out, root motion + pose features, physical guides.
+
+    The registry's instance holds no encoder; `with_encoder` gives each loaded model an instance holding that
+    model's encoder, which the physical costs, constraints, metrics and BVH/GIF writers read."""
 
     name = "motion"
     summary = "human motion from BVH (any skeleton): prediction, label-conditioned endless synthesis, physical guides"
 
-    def __init__(self) -> None:
-        self._encoder: MotionEncoder | None = None
+    def __init__(self, encoder: MotionEncoder | None = None) -> None:
+        self._encoder = encoder
 
     # ------------------------------------------------------------------------------------------ data
     def load(self, source: Any, **options: Any) -> Episodes:
@@ -43,12 +56,16 @@ class MotionDomain(Domain):
         return load_motion(source, **options)
 
     def make_encoder(self, **options: Any) -> MotionEncoder:
-        self._encoder = MotionEncoder(**options)
-        return self._encoder
+        return MotionEncoder(**options)
 
     def encoder_from_state(self, state: dict[str, Any]) -> MotionEncoder:
-        self._encoder = MotionEncoder.from_state(state)
-        return self._encoder
+        return MotionEncoder.from_state(state)
+
+    def with_encoder(self, encoder: Encoder) -> MotionDomain:
+        """A motion domain for the model whose fitted ``encoder`` this is."""
+        if not isinstance(encoder, MotionEncoder):
+            raise ConfigError(f"a motion domain needs a MotionEncoder, got {type(encoder).__name__}")
+        return MotionDomain(encoder)
 
     def defaults(self) -> ModelDefaults:
         """30 fps, 1 s of history (30 frames) and 2 s ahead (60); two frames per token; transformer 128 x 4."""
@@ -59,37 +76,27 @@ class MotionDomain(Domain):
             encoder={"patch": 2},
         )
 
-    def recipes(self) -> dict[str, str]:
+    def recipes(self) -> dict[str, Recipe]:
+        """Two label-conditioned models (the clip category, dropped 10% of the time for classifier-free
+        guidance): "forecast" (one noise level per window, the history held clean: full-sequence sampling of
+        the future) and "stream" (the rolling window's staircase after a clean second, as long as the
+        history, storing a seed motion per label for `synthesize`)."""
+        labelled: dict[str, Any] = {"label": "category", "labels": list(CATEGORIES), "cond_dropout": 0.1,
+                                    "history_prob": 0.9}
         return {
-            "forecast": "label-conditioned prediction, 1 s of history and 2 s ahead (trajdiff forecast)",
-            "stream": "label-conditioned endless synthesis through the rolling plan (trajdiff sample --label)",
+            "forecast": Recipe("label-conditioned prediction, 1 s of history and 2 s ahead (trajdiff forecast)",
+                               {**labelled, "noise": "shared"}),
+            "stream": Recipe("label-conditioned endless synthesis through the rolling plan (trajdiff sample --label)",
+                             {**labelled, "noise": "rolling", "horizon": self.defaults().history},
+                             store=seed_motions),
         }
-
-    def train_recipe(self, recipe: str, episodes: Episodes, out: Path, *, steps: int | None = None,
-                     minutes: float | None = None, seed: int = 0, progress: bool = False,
-                     resume: bool = False) -> dict[str, Any]:
-        """The two label-conditioned models of `train_motion` with this domain's defaults ("stream" rolls
-        windows as long as the history); a time budget alone trains until it runs out."""
-        from trajdiff.plugins.motion.synthesis import train_motion
-
-        if recipe not in self.recipes():
-            raise ConfigError(f"unknown motion recipe {recipe!r}; choose one of {sorted(self.recipes())}")
-        d = self.defaults()
-        horizon = d.horizon if recipe == "forecast" else d.history
-        network = {key: value for key, value in d.network.items() if key != "dim"}
-        trained = train_motion(episodes, out, mode=recipe, history=d.history, horizon=horizon,
-                               patch=int(d.encoder["patch"]), steps=steps or (1_000_000 if minutes else d.steps),
-                               minutes=minutes, batch_size=d.batch_size, lr=d.lr, stride=d.stride, network=network,
-                               seed=seed, progress=progress, resume=resume)
-        return {"steps": trained.steps, "seconds": trained.seconds, "final_loss": trained.final_loss,
-                "windows": trained.windows}
 
     # -------------------------------------------------------------------------------- guides, metrics
     def encoder(self) -> MotionEncoder:
-        """The encoder of the model this domain instance last loaded or trained (guides and metrics use it)."""
+        """The fitted encoder this instance is bound to (guides, metrics and writers use it)."""
         if self._encoder is None or self._encoder.mean is None:
-            raise ConfigError("motion costs, constraints and metrics need a fitted encoder: load a motion model "
-                              "first (api.load_model) or call make_encoder(...).fit(episodes)")
+            raise ConfigError("motion costs, constraints and metrics need a fitted encoder: use the domain of a loaded "
+                              "model (api.load_model(...).domain) or domain.with_encoder(fitted_encoder)")
         return self._encoder
 
     def _lazy(self, make: Any) -> Any:
@@ -189,8 +196,7 @@ class MotionDomain(Domain):
         context = None
         if data is not None:
             episodes = self.load(data)
-            frames = int(model.extra.get("motion", {}).get("context_tokens") or model.extra["defaults"]["history"]
-                         // enc.patch) * enc.patch
+            frames = int(model.extra["defaults"]["history"]) // enc.patch * enc.patch
             usable = [i for i, seq in enumerate(episodes.sequences) if len(seq) >= max(frames, 2)]
             if not usable:
                 raise ConfigError(f"no clip in {data} has the {frames} frames a seed needs")
@@ -207,6 +213,19 @@ class MotionDomain(Domain):
     def future_times(self, times: np.ndarray, count: int) -> np.ndarray:
         step = 1.0 / (self._encoder.fps if self._encoder is not None else 30.0)
         return np.asarray(times)[-1] + step * np.arange(1, count + 1)
+
+
+def seed_motions(trained: TrainingSet) -> dict[str, Any]:
+    """What the "stream" recipe stores: per label, the history tokens of a training window of that label (the
+    middle one), from which `synthesize` starts when given no data."""
+    context = trained.defaults.history // trained.encoder.rows_per_token
+    seeds = {}
+    if trained.labels is not None:
+        for n, label in enumerate(trained.defaults.labels):
+            hits = np.flatnonzero(trained.labels == n)
+            if len(hits):
+                seeds[label] = trained.windows[hits[len(hits) // 2], :context].tolist()
+    return {"seeds": seeds}
 
 
 def dataset_cards() -> list[DatasetCard]:

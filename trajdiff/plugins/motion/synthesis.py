@@ -1,14 +1,11 @@
-"""Motion-specific training and sampling: label conditioning with classifier-free guidance, forecasting with
-physical guides, and endless synthesis through the rolling plan (`samplers.stream`).
+"""Motion-specific sampling: label conditioning with classifier-free guidance, forecasting with physical guides,
+and endless synthesis through the rolling plan (`samplers.stream`).
 
-`train_motion` writes a model directory that `trajdiff.api.load_model` reads like any other (``extra`` holds
-domain, encoder and defaults as `api.train` writes them) plus ``extra["motion"]``: the training mode, the label
-categories (the condition is their one-hot vector, dropped with probability ``cond_dropout`` so the same network
-is also the unconditional model), the rolling window and seed contexts per category for `synthesize`.
-
-Two training modes, because one noise-level distribution does not serve both plans equally well on a CPU budget:
-``forecast`` (one level per window, the history held clean: Diffuser-style full-sequence sampling of the future)
-and ``stream`` (the rolling window's staircase after a clean context: Rolling Diffusion / TEDi).
+The models come from `trajdiff.api.train` with the motion recipes (`MotionDomain.recipes`): "forecast" (one
+noise level per window, the history held clean: Diffuser-style full-sequence sampling of the future) and
+"stream" (the rolling window's staircase after a clean context: Rolling Diffusion / TEDi), both conditioned on
+the clip category (``defaults["label"]``, one-hot over ``defaults["labels"]``); "stream" also stores a seed
+context per category (``extra["recipe"]["stored"]["seeds"]``) for `synthesize`.
 """
 
 from __future__ import annotations
@@ -16,41 +13,30 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from trajdiff import __version__
 from trajdiff.core import plans, samplers
-from trajdiff.core.data import Episodes
 from trajdiff.core.guidance import BaseGuide, ClassifierFree, CostGradient
 from trajdiff.core.model import DiffusionModel
 from trajdiff.core.schedules import Schedule
-from trajdiff.core.training import TrainConfig, TrainData, Trainer
-from trajdiff.errors import ConfigError, DataError
+from trajdiff.errors import ConfigError
 from trajdiff.plugins.motion import guides
 from trajdiff.plugins.motion.encoder import MotionEncoder
-from trajdiff.plugins.motion.loader import CATEGORIES
-from trajdiff.plugins.spec import ModelDefaults
 
 __all__ = [
     "CONSTRAINTS",
     "DEFAULT_COSTS",
-    "MODES",
     "ProjectClean",
-    "TrainedMotion",
+    "condition",
     "forecast_guides",
     "sample_forecasts",
     "synthesize",
-    "train_motion",
-    "training_windows",
 ]
 
-MODES = ("forecast", "stream")
 CONSTRAINTS = ("bone_lengths", "ground", "foot_lock")
 DEFAULT_COSTS = {"skating": 300.0}
 """Cost guidance used with the constraints by default: the foot lock only catches slow slides, the skating
@@ -90,113 +76,18 @@ class ProjectClean(BaseGuide):
         return torch.where(clean, self.fn(x), x)
 
 
-@dataclass
-class TrainedMotion:
-    """What `train_motion` did."""
-
-    model_dir: Path
-    mode: str
-    steps: int
-    seconds: float
-    final_loss: float
-    windows: int
-
-
-def training_windows(episodes: Episodes, encoder: MotionEncoder, frames: int, stride: int,
-                     categories: Sequence[str] = CATEGORIES) -> tuple[np.ndarray, np.ndarray]:
-    """Encoded windows ``[N, frames / patch, D]`` of every episode (step ``stride`` frames) and the category
-    index of each window's clip ``[N]``."""
-    xs, labels = [], []
-    for i, seq in enumerate(episodes.sequences):
-        category = (episodes.meta[i] or {}).get("category", "other")
-        index = list(categories).index(category) if category in categories else len(categories) - 1
-        if len(seq) < frames:
-            continue
-        per = encoder.patch
-        usable = len(seq) - len(seq) % per
-        tokens = encoder.to_tokens(encoder.features(seq)[:usable])  # features are per frame: encode the clip once
-        for start in range(0, len(seq) - frames + 1, stride):
-            if start % per == 0:
-                xs.append(tokens[start // per:(start + frames) // per])
-            else:
-                xs.append(encoder.encode(seq[start:start + frames], 0)[0])
-            labels.append(index)
-    if not xs:
-        raise DataError(f"no clip has the {frames} frames of one training window; the longest has "
-                        f"{max(episodes.lengths)}. Use a shorter window or more data.")
-    return np.stack(xs).astype(np.float32), np.asarray(labels)
-
-
-def train_motion(
-    episodes: Episodes,
-    out: str | Path,
-    *,
-    mode: str = "forecast",
-    history: int = 30,
-    horizon: int = 60,
-    patch: int = 2,
-    steps: int = 3000,
-    minutes: float | None = None,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    stride: int = 5,
-    network: dict[str, Any] | None = None,
-    cond_dropout: float = 0.1,
-    categories: Sequence[str] = CATEGORIES,
-    seed: int = 0,
-    progress: bool = False,
-    resume: bool = False,
-) -> TrainedMotion:
-    """Trains a label-conditioned motion model on clips (``history`` + ``horizon`` frames per window; in
-    ``stream`` mode these are the clean context and the rolling window) and writes ``out``. With
-    ``resume`` a model already in ``out`` (same network) trains on from its checkpoint: ``minutes``
-    more, up to ``steps`` in all."""
-    if mode not in MODES:
-        raise ConfigError(f"unknown motion training mode {mode!r}; choose one of {list(MODES)}")
-    if history % patch or horizon % patch:
-        raise ConfigError(f"history ({history}) and horizon ({horizon}) frames must be multiples of patch {patch}")
-    from trajdiff.plugins.manager import get_plugins
-
-    registry = get_plugins()
-    domain = registry.domain("motion")
-    encoder = domain.make_encoder(patch=patch, history=history, horizon=horizon).fit(episodes)
-    x, labels = training_windows(episodes, encoder, history + horizon, stride, categories)
-    cond = torch.nn.functional.one_hot(torch.from_numpy(labels), len(categories)).float()
-    context, window = history // patch, horizon // patch
-    net = dict(network or {"kind": "transformer", "width": 128, "depth": 4, "heads": 4})
-    net.update(dim=encoder.dim, cond_dim=len(categories))
-    defaults = ModelDefaults(history=history, horizon=horizon, network=dict(net), steps=steps, batch_size=batch_size,
-                             lr=lr, stride=stride, nfe=20, samples=10, encoder={"patch": patch})
-    seeds = {}
-    for n, category in enumerate(categories):
-        hits = np.flatnonzero(labels == n)
-        if len(hits):
-            seeds[category] = x[hits[len(hits) // 2], :context].tolist()
-    model = DiffusionModel(net, schedule="cosine", parametrization="v", extra={
-        "domain": "motion", "plugin": registry.domain_plugin("motion"),
-        "package": registry.packages.get(registry.domain_plugin("motion"), ""),
-        "encoder": encoder.state_dict(), "defaults": asdict(defaults), "trajdiff_version": __version__,
-        "motion": {"mode": mode, "categories": list(categories), "context_tokens": context, "window_tokens": window,
-                   "seeds": seeds},
-    })
-    config = TrainConfig(
-        steps=steps, batch_size=batch_size, lr=lr, noise="shared" if mode == "forecast" else "rolling",
-        window=window if mode == "stream" else None, history=context if mode == "forecast" else 0,
-        history_prob=0.9, cond_dropout=cond_dropout, max_minutes=minutes, seed=seed, progress=progress,
-        checkpoint_every=max(100, steps // 5), warmup_steps=min(100, steps // 10 + 1),
-    )
-    torch.manual_seed(seed)
-    result = Trainer(model, TrainData(torch.from_numpy(x), cond=cond), config, out_dir=out, resume=resume,
-                     metadata={"windows": int(len(x)), "episodes": len(episodes)}).fit()
-    final = float(np.mean(result.losses[-50:])) if result.losses else float("nan")
-    return TrainedMotion(Path(out), mode, result.step, result.seconds, final, int(len(x)))
-
-
 def _motion_extra(model: DiffusionModel) -> dict[str, Any]:
-    extra = model.extra.get("motion")
-    if extra is None:
-        return {"mode": "forecast", "categories": [], "context_tokens": None, "window_tokens": None, "seeds": {}}
-    return extra
+    """What sampling reads from a model's config: its recipe, label categories, context and rolling-window
+    tokens, and seed contexts per category."""
+    if "motion" in model.extra:  # a model written by the former motion-only trainer
+        return dict(model.extra["motion"])
+    defaults = model.extra["defaults"]
+    patch = int(model.extra["encoder"]["patch"])
+    recipe = model.extra.get("recipe") or {}
+    return {"mode": recipe.get("name", "forecast"),
+            "categories": list(defaults.get("labels") or []) if defaults.get("label") else [],
+            "context_tokens": int(defaults["history"]) // patch, "window_tokens": int(defaults["horizon"]) // patch,
+            "seeds": dict((recipe.get("stored") or {}).get("seeds", {}))}
 
 
 def condition(model: DiffusionModel, label: str | None, batch: int) -> Tensor | None:
@@ -206,8 +97,8 @@ def condition(model: DiffusionModel, label: str | None, batch: int) -> Tensor | 
     if label is None:
         return None
     if not categories:
-        raise ConfigError("this motion model was trained without labels (use a model from train_motion or "
-                          "`trajdiff sample`'s training), so --label cannot be used")
+        raise ConfigError("this motion model was trained without labels, so --label cannot be used; train one "
+                          "with `trajdiff train --domain motion --recipe stream` (or forecast)")
     if label not in categories:
         raise ConfigError(f"unknown label {label!r}; this model knows {categories}")
     cond = torch.zeros(batch, len(categories))

@@ -8,21 +8,16 @@ from typing import Any
 
 from trajdiff.errors import ConfigError
 
-_registered = False
-
 
 def register_robotics() -> None:
-    """Registers gymnasium-robotics' environments once (its import prints a notice; kept quiet)."""
-    global _registered
-    if _registered:
-        return
+    """Registers gymnasium-robotics' environments in gymnasium's registry: its first import does, a later one is
+    a no-op of Python's import system (the notice that import prints is kept quiet)."""
     import gymnasium as gym
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         import gymnasium_robotics
 
     gym.register_envs(gymnasium_robotics)
-    _registered = True
 
 
 def make_env(env_id: str, **kwargs: Any) -> Any:
