@@ -35,7 +35,8 @@ def run(args: list[str], site: Path | None = None, **env: str) -> subprocess.Com
 def test_help_is_there_for_every_command() -> None:
     result = run(["--help"])
     assert result.returncode == 0
-    for command in ("plugins", "datasets", "train", "forecast", "evaluate", "calibrate", "demo"):
+    for command in ("plugins", "datasets", "train", "forecast", "evaluate", "calibrate", "demo",
+                    "plan", "sample"):  # the last two come from the rl and motion plugins
         assert command in result.stdout
     assert "--domain" in run(["train", "--help"]).stdout
 

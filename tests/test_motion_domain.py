@@ -203,6 +203,13 @@ def test_write_forecast_writes_bvh_that_reads_back(walks, encoder, tmp_path: Pat
     assert clip.frames == 70 and clip.fps == pytest.approx(30, rel=1e-4)
     again = clip_positions(clip, encoder.unit).reshape(70, -1)
     np.testing.assert_allclose(again, walks.sequences[0][:70], atol=2e-4)  # exact up to file precision
-    assert domain.write_forecast(tmp_path / "f.gif", {"07_01": history}, futures, walks.columns).stat().st_size > 0
     assert domain.plot_forecasts(tmp_path / "p.png", {"07_01": history}, futures, walks.columns).is_file()
     assert domain.write_forecast(tmp_path / "f.txt", {"07_01": history}, futures, walks.columns) is None
+
+
+def test_write_forecast_writes_a_gif_with_the_motion_extra(walks, encoder, tmp_path: Path) -> None:
+    pytest.importorskip("imageio", reason="needs trajdiff[motion]")
+    domain = MotionDomain().with_encoder(MotionEncoder.from_state(encoder.state_dict()))
+    history = walks.sequences[0][:30]
+    futures = {"07_01": np.stack([walks.sequences[0][30:70], walks.sequences[0][30:70]])}
+    assert domain.write_forecast(tmp_path / "f.gif", {"07_01": history}, futures, walks.columns).stat().st_size > 0

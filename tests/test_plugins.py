@@ -99,6 +99,93 @@ def test_hook_trajdiff_datasets() -> None:
         registry.dataset("other")
 
 
+def _say_hello(app: Any, cli: spec.CommandContext) -> None:
+    import typer
+
+    @app.command()
+    def hello(name: str = typer.Option("world", help="Whom to greet."),
+              model: Path = typer.Option(None, help="A model to load first.")) -> None:
+        """Greet someone (a third-party plugin's command)."""
+        from trajdiff.errors import TrajdiffError
+
+        if model is not None:
+            try:
+                cli.load_model(model)
+            except TrajdiffError as error:
+                cli.fail(error)
+        typer.echo(f"hello {name}")
+
+
+def _app_with_plugin_commands(registry: Plugins) -> tuple[Any, dict[str, str]]:
+    """A fresh Typer app with one built-in command (so it is a group), plus what the plugins add."""
+    import typer
+
+    from trajdiff import cli
+
+    app = typer.Typer()
+    app.command()(cli.version)
+    return app, cli.add_plugin_commands(app, registry)
+
+
+def test_hook_trajdiff_commands(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    registry = _registry(("greeter", _plugin(trajdiff_commands=_say_hello)),
+                         ("app-only", _plugin(trajdiff_commands=lambda app: app.command("bye")(lambda: print("bye")))))
+    app, added = _app_with_plugin_commands(registry)
+    assert added == {"hello": "greeter", "bye": "app-only"} and not registry.failures
+    runner = CliRunner()
+    listing = runner.invoke(app, ["--help"])
+    assert listing.exit_code == 0 and "hello" in listing.output and "Greet someone" in listing.output
+    assert "bye" in listing.output and "version" in listing.output
+    result = runner.invoke(app, ["hello", "--name", "trajdiff"])
+    assert result.exit_code == 0 and result.output == "hello trajdiff\n"
+    assert runner.invoke(app, ["bye"]).output == "bye\n"
+    # the context's loader and error reporter behave like the built-in commands' own
+    missing = runner.invoke(app, ["hello", "--model", str(tmp_path / "no-model")])
+    assert missing.exit_code == 2 and "error: " in missing.output and "no-model" in missing.output
+
+
+def test_a_plugin_whose_commands_hook_raises_adds_nothing_and_the_others_still_work() -> None:
+    from typer.testing import CliRunner
+
+    def half_then_raise(app: Any) -> None:
+        app.command("half")(lambda: print("half"))
+        raise RuntimeError("no commands today")
+
+    def clashing(app: Any) -> None:
+        app.command("version")(lambda: print("mine"))
+        app.command("extra")(lambda: print("extra"))
+
+    registry = _registry(("broken", _plugin(trajdiff_commands=half_then_raise)),
+                         ("greeter", _plugin(trajdiff_commands=_say_hello)),
+                         ("clash", _plugin(trajdiff_commands=clashing)),
+                         ("again", _plugin(trajdiff_commands=lambda app, cli: _say_hello(app, cli))))
+    app, added = _app_with_plugin_commands(registry)
+    assert added == {"hello": "greeter"}
+    failures = {f.plugin: f.reason for f in registry.failures}
+    assert sorted(failures) == ["again", "broken", "clash"]
+    assert failures["broken"] == "trajdiff_commands raised RuntimeError: no commands today"
+    assert "'version' (already provided by the trajdiff command line)" in failures["clash"]
+    assert "'hello' (already provided by plugin 'greeter')" in failures["again"]
+    runner = CliRunner()
+    assert runner.invoke(app, ["hello"]).output == "hello world\n"
+    assert runner.invoke(app, ["version"]).exit_code == 0
+    for absent in ("half", "extra"):  # a failing plugin adds none of its commands
+        assert runner.invoke(app, [absent]).exit_code == 2
+
+
+def test_builtin_plugins_add_plan_and_sample() -> None:
+    import typer.main
+
+    from trajdiff import cli
+
+    commands = typer.main.get_group(cli.app).commands
+    assert {"plan", "sample", "train", "forecast"} <= set(commands)
+    app, added = _app_with_plugin_commands(Plugins(autoload=False))
+    assert added == {"plan": "rl", "sample": "motion"}
+
+
 def test_every_hook_has_a_test() -> None:
     """Adding a hook specification without a `test_hook_<name>` test here fails this test."""
     hooks = [name for name, _ in inspect.getmembers(spec.TrajdiffSpec, inspect.isfunction)

@@ -20,6 +20,10 @@ from trajdiff.plugins.rl.planner import Planner, PlannerConfig
 from trajdiff.plugins.rl.rollout import normalized_score, run_planner
 from trajdiff.plugins.rl.support import VisitedGrid
 
+# The rl plugin imports without its extra (tests/test_extras.py checks what it says then); these tests use it.
+pytest.importorskip("gymnasium", reason="needs trajdiff[rl]")
+pytest.importorskip("minari", reason="needs trajdiff[rl]")
+
 
 @pytest.fixture
 def minari_root(tmp_path, monkeypatch) -> Path:
@@ -473,7 +477,9 @@ def test_plan_command_defaults_are_the_planner_defaults() -> None:
 
     from trajdiff import cli
 
-    options = {name: p.default.default for name, p in inspect.signature(cli.plan).parameters.items()}
+    plan = next(c.callback for c in cli.app.registered_commands if c.callback and c.callback.__name__ == "plan")
+    assert plan.__module__ == "trajdiff.plugins.rl.commands"  # added by the rl plugin, not the CLI
+    options = {name: p.default.default for name, p in inspect.signature(plan).parameters.items()}
     defaults = PlannerConfig()
     shared = [f.name for f in dataclasses.fields(PlannerConfig) if f.name in options]
     assert {"candidates", "nfe", "warm_nfe", "goal_guidance", "speed_margin", "lookahead", "support_check",

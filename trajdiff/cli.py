@@ -1,13 +1,23 @@
-"""The ``trajdiff`` command: a thin shell over the Python API."""
+"""The ``trajdiff`` command: a thin shell over the Python API.
+
+The commands here serve every domain; commands for one domain (rl's ``plan``, motion's ``sample``) come
+from plugins through the ``trajdiff_commands`` hook, added once when this module builds the app.
+"""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from trajdiff import __version__
 from trajdiff.errors import TrajdiffError
+
+if TYPE_CHECKING:
+    from trajdiff.api import LoadedModel
+    from trajdiff.plugins.manager import Plugins
 
 app = typer.Typer(
     name="trajdiff",
@@ -18,7 +28,7 @@ app = typer.Typer(
 )
 
 
-def _fail(error: TrajdiffError) -> None:
+def _fail(error: Exception) -> NoReturn:
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
 
@@ -358,84 +368,25 @@ def anomalies(
         typer.echo(f"  {row['entity']}  {row['time']}  {row['score']:.3f}")
 
 
-@app.command()
-def plan(
-    model: Path = typer.Option(..., help="Model directory trained with `trajdiff train --domain rl`."),
-    env: str = typer.Option(..., help="Gymnasium environment id, e.g. PointMaze_UMaze-v3 or Pendulum-v1."),
-    episodes: int = typer.Option(20, min=1, help="Evaluation episodes (reset seeds SEED, SEED+1, ...)."),
-    seed: int = typer.Option(0, help="First reset seed."),
-    replan_every: int = typer.Option(8, min=1, help="Environment steps between replans."),
-    nfe: int = typer.Option(20, min=1, help="Denoising steps of a plan from scratch."),
-    warm_nfe: int = typer.Option(4, min=1, help="Denoising steps of a warm-started replan."),
-    warm_level: float = typer.Option(0.8, min=0.01, max=1.0, help="Noise level a warm start re-noises to."),
-    no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Plan every time from pure noise."),
-    candidates: int = typer.Option(12, min=1, help="Plans sampled per decision; the plausible one reaching the "
-                                                   "goal first wins."),
-    goal_guidance: float = typer.Option(10.0, min=0.0, help="Strength of the pull towards the goal (reconstruction "
-                                                            "guidance through the network; 0 = inpainting only)."),
-    speed_margin: float = typer.Option(1.5, min=0.01, help="A plan moving faster than this times the data's "
-                                                            "fastest token-to-token change is implausible."),
-    support_check: bool = typer.Option(False, "--support-check/--no-support-check",
-                                       help="A plan whose path leaves the positions the data visited (through a "
-                                            "wall) is implausible."),
-    support_guidance: float = typer.Option(0.05, min=0.0, help="Strength of the pull of planned paths back into the "
-                                                              "positions the data visited (0 = off)."),
-    controller: str = typer.Option("auto", help="auto, states (track planned positions) or actions (execute them)."),
-    lookahead: int = typer.Option(20, min=0, help="States controller: aim this many steps ahead on the plan."),
-    render: Path = typer.Option(None, help="Draw the first episode: .gif (frames) or .png (path and last plan)."),
-    out: Path = typer.Option(None, help="Results JSON (default: MODEL/plan-ENV.json)."),
-) -> None:
-    """Plan closed-loop in a gymnasium environment; print returns, normalized scores, success and timing."""
-    from trajdiff import api
-    from trajdiff.plugins.rl.planner import PlannerConfig
-    from trajdiff.plugins.rl.rollout import run_planner
+def _load_model(model_dir: Path, domain: str | None = None, *, plugins: Plugins | None = None) -> LoadedModel:
+    from trajdiff.api import load_model
 
-    target = out or model / f"plan-{env}.json"
-    try:
-        config = PlannerConfig(nfe=nfe, warm_nfe=warm_nfe, warm_level=warm_level, warm_start=not no_warm_start,
-                               replan_every=replan_every, candidates=candidates, controller=controller,
-                               lookahead=lookahead, goal_guidance=goal_guidance, speed_margin=speed_margin,
-                               support_check=support_check, support_guidance=support_guidance, seed=seed)
-        loaded = api.load_model(model, domain="rl")
-        result = run_planner(loaded, env, episodes=episodes, seed=seed, config=config, render=render, out=target,
-                             progress=True)
-    except TrajdiffError as error:
-        _fail(error)
-    typer.echo(f"{env}: return {result['return_mean']:.1f} +- {result['return_se']:.1f} over {episodes} episodes")
-    if result["score_mean"] is not None:
-        typer.echo(f"normalized score {result['score_mean']:.1f} +- {result['score_se']:.1f} "
-                   f"(expert 100, random 0; data set {result['dataset']})")
-    if result["success_rate"] is not None:
-        typer.echo(f"success rate {result['success_rate']:.2f}")
-    typer.echo(f"{result['ms_per_decision']:.1f} ms per decision ({result['controller']} controller) -> {target}")
+    return load_model(model_dir, domain=domain, plugins=plugins)
 
 
-@app.command()
-def sample(
-    model: Path = typer.Option(..., help="Model directory (for motion: trained with its rolling/label recipe)."),
-    seconds: float = typer.Option(10.0, min=0.1, help="Length of each generated sequence in seconds."),
-    out: Path = typer.Option(..., help="Output file in a format the domain writes (motion: .bvh, .csv, .gif, .png)."),
-    domain: str = typer.Option(None, help="Check that the model was trained for this domain."),
-    label: str = typer.Option(None, help="Condition on a label the model knows (motion: walk, run, dance, ...)."),
-    guidance: float = typer.Option(2.0, help="Classifier-free guidance scale (1 = plain conditional model)."),
-    samples: int = typer.Option(1, min=1, help="Sequences to generate."),
-    data: Path = typer.Option(None, help="Seed the generation with the start of a clip in this data."),
-    seed: int = typer.Option(0, help="Random seed."),
-) -> None:
-    """Generate sequences of any length through the rolling plan (for domains that support it, e.g. motion)."""
-    from trajdiff import api
-    from trajdiff.errors import ConfigError
+def add_plugin_commands(target: typer.Typer, plugins: Plugins | None = None) -> dict[str, str]:
+    """Adds the commands every plugin contributes through ``trajdiff_commands`` (rl's ``plan``, motion's
+    ``sample``, a third party's own) to ``target``; returns command name -> plugin. The CLI itself knows no
+    domain; a plugin that fails is listed by `trajdiff plugins`."""
+    from trajdiff.plugins.manager import get_plugins
+    from trajdiff.plugins.spec import CommandContext
 
-    try:
-        loaded = api.load_model(model, domain=domain)
-        synthesize = getattr(loaded.domain, "synthesize", None)
-        if synthesize is None:
-            raise ConfigError(f"domain {loaded.domain.name!r} does not support `trajdiff sample`; use forecast")
-        result = synthesize(loaded, seconds=seconds, label=label, samples=samples, guidance=guidance, seed=seed,
-                            data=data, out=out)
-    except TrajdiffError as error:
-        _fail(error)
-    typer.echo(f"generated {samples} sequence(s) of {seconds:g} s ({result.shape[1]} frames) -> {out}")
+    registry = plugins or get_plugins()
+    context = CommandContext(load_model=functools.partial(_load_model, plugins=registry), fail=_fail)
+    return registry.add_commands(target, context)
+
+
+add_plugin_commands(app)
 
 
 def main() -> None:

@@ -1,10 +1,28 @@
-"""Finding plugins and asking them for domains, costs and data sets.
+"""Finding plugins and asking them for domains, costs, data sets and commands.
 
 `Plugins` is a small typed facade over a pluggy PluginManager (one method per hook). Plugins come
 from one entry-point group, ``trajdiff.plugins``, for built-in and third-party packages alike.
 Each plugin is loaded and called on its own: a plugin that fails to import, registers a hook that
 does not exist, raises, or returns something that breaks the contract is recorded in
 ``failures`` with its name and the reason, and every other plugin keeps working.
+
+Why the facade calls each plugin's hook implementation itself instead of ``pm.hook.<name>()``:
+pluggy's hook call runs every implementation in one loop, and the first exception ends the call:
+the results of the plugins already called are lost, those after it are never called, and the
+exception does not say which plugin raised. Its results also come back as a bare list, so a result
+that breaks the contract cannot be charged to the plugin that returned it. One broken plugin would
+take every other plugin down, which DESIGN.md rules out. So pluggy keeps what it does well
+(registration, and checking each implementation against its specification when it is registered)
+and `Plugins._call` walks ``get_hookimpls()`` in registration order, one plugin at a time, behind
+its own ``try``. What that gives up, knowingly: hook wrappers, ``tryfirst``/``trylast``, historic
+hooks and pluggy's call tracing do not apply to trajdiff hooks (none of them uses these).
+
+Commands (`trajdiff_commands`): each plugin adds its commands to a Typer app of its own, merged
+into the CLI's app only when its hook returns without raising and none of its command names is
+taken, so a broken plugin adds nothing and is reported by name. Plugin commands receive a
+`CommandContext` with the model loader and the error reporter instead of importing
+`trajdiff.api` or `trajdiff.cli`: plugins stay below the api and cli layers with no exception to
+the layering rule, and a third-party command loads models exactly as the built-in ones do.
 
 Set ``TRAJDIFF_DISABLE_PLUGIN_AUTOLOAD=1`` to load only the plugins that ship with trajdiff.
 """
@@ -15,7 +33,7 @@ import functools
 import os
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -23,6 +41,7 @@ from trajdiff.errors import TrajdiffError
 from trajdiff.plugins.spec import (
     ENTRY_POINT_GROUP,
     PROJECT,
+    CommandContext,
     Cost,
     DatasetCard,
     Domain,
@@ -31,9 +50,12 @@ from trajdiff.plugins.spec import (
     TrajdiffSpec,
 )
 
+if TYPE_CHECKING:
+    import typer
+
 DISABLE_AUTOLOAD_ENV = "TRAJDIFF_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PACKAGE = "trajdiff"
-HOOKS = ("trajdiff_domains", "trajdiff_costs", "trajdiff_datasets")
+HOOKS = ("trajdiff_domains", "trajdiff_costs", "trajdiff_datasets", "trajdiff_commands")
 
 
 class PluginError(TrajdiffError, LookupError):
@@ -120,16 +142,57 @@ class Plugins:
     # -- calling hooks one plugin at a time ---------------------------------------------------------
 
     def _call(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Calls ``hook`` on each plugin in turn (not ``pm.hook.<name>()``: see the module docstring);
+        returns (plugin name, result) for the plugins whose implementation did not raise."""
         results: list[tuple[str, Any]] = []
         for impl in getattr(self.manager.hook, hook).get_hookimpls():
-            try:
-                value = impl.function(*[kwargs[arg] for arg in impl.argnames])
-            except Exception as exc:
-                self._fail(impl.plugin_name, self.packages.get(impl.plugin_name, "unknown"),
-                           f"{hook} raised {type(exc).__name__}: {exc}")
-                continue
-            results.append((impl.plugin_name, value))
+            ok, value = self._call_one(impl, hook, kwargs)
+            if ok:
+                results.append((impl.plugin_name, value))
         return results
+
+    def _call_one(self, impl: pluggy.HookImpl, hook: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+        try:
+            return True, impl.function(*[kwargs[arg] for arg in impl.argnames])
+        except Exception as exc:
+            self._fail(impl.plugin_name, self.packages.get(impl.plugin_name, "unknown"),
+                       f"{hook} raised {type(exc).__name__}: {exc}")
+            return False, None
+
+    def add_commands(self, app: typer.Typer, cli: CommandContext) -> dict[str, str]:
+        """Lets every plugin add commands to ``app`` through ``trajdiff_commands``; returns command name ->
+        plugin for the commands added. A plugin's commands go into a Typer app of its own first and join
+        ``app`` only if its hook did not raise and none of their names is taken (by the CLI or an earlier
+        plugin); otherwise the plugin is reported in ``failures`` and adds nothing."""
+        import typer
+        import typer.main
+
+        taken = {name: "the trajdiff command line" for name in typer.main.get_group(app).commands}
+        added: dict[str, str] = {}
+        for impl in self.manager.hook.trajdiff_commands.get_hookimpls():
+            plugin = impl.plugin_name
+            own = typer.Typer()
+            ok, _ = self._call_one(impl, "trajdiff_commands", {"app": own, "cli": cli})
+            if not ok:
+                continue
+            try:
+                names = sorted(typer.main.get_group(own).commands)
+            except Exception as exc:  # a command typer cannot build (bad annotations, defaults ...)
+                self._fail(plugin, self.packages.get(plugin, "unknown"),
+                           f"trajdiff_commands added a command typer cannot build: {type(exc).__name__}: {exc}")
+                continue
+            clashes = [f"{name!r} (already provided by {taken[name]})" for name in names if name in taken]
+            if clashes:
+                self._fail(plugin, self.packages.get(plugin, "unknown"),
+                           f"trajdiff_commands adds command(s) whose names are taken: {', '.join(clashes)}; "
+                           "rename them")
+                continue
+            app.registered_commands.extend(own.registered_commands)
+            app.registered_groups.extend(own.registered_groups)
+            for name in names:
+                taken[name] = f"plugin {plugin!r}"
+                added[name] = plugin
+        return added
 
     def domains(self) -> dict[str, Domain]:
         """All working domains by name (the contract is checked once per process)."""

@@ -15,13 +15,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 import pluggy
 from torch import Tensor
 
 from trajdiff.core.data import Episodes
+
+if TYPE_CHECKING:
+    import typer
 
 PROJECT = "trajdiff"
 ENTRY_POINT_GROUP = "trajdiff.plugins"
@@ -297,6 +300,21 @@ class Domain(ABC):
         return f"<Domain {self.name!r}>"
 
 
+@dataclass(frozen=True)
+class CommandContext:
+    """What the command line lends the commands a plugin adds through `trajdiff_commands`, so that a plugin
+    never imports the api or cli layers (plugins sit below both).
+
+    ``load_model(model_dir, domain=None)`` loads a model directory with the domain it was trained for
+    (`trajdiff.api.load_model` bound to the CLI's plugins; ``domain`` checks the model was trained for it).
+    ``fail(error)`` reports a `TrajdiffError` the way every trajdiff command does (``error: ...`` on stderr,
+    exit status 2) and does not return.
+    """
+
+    load_model: Callable[..., Any]
+    fail: Callable[[Exception], NoReturn]
+
+
 class TrajdiffSpec:
     """Hook specifications. Every hook is called once per plugin; results are collected per plugin,
     so one failing plugin is reported by name and the others still contribute."""
@@ -313,3 +331,12 @@ class TrajdiffSpec:
     @hookspec
     def trajdiff_datasets(self) -> list[DatasetCard]:
         """Return the named data sets this plugin can load or generate."""
+
+    @hookspec
+    def trajdiff_commands(self, app: typer.Typer, cli: CommandContext) -> None:
+        """Add commands to the ``trajdiff`` command line, as datasette and llm let plugins do: decorate
+        functions with ``@app.command()`` (or ``app.add_typer(...)`` a group). Called once per plugin when
+        the CLI is built, so ``trajdiff --help`` lists them. ``cli`` lends the model loader and the error
+        reporter (`CommandContext`); an implementation may take ``app`` alone. A command name that another
+        command already has is refused and reported; a plugin whose hook raises adds none of its commands.
+        Return value ignored."""

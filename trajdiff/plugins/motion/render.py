@@ -63,11 +63,13 @@ def render_gif(path: str | Path, motions: Sequence[np.ndarray], parents: Sequenc
                max_frames: int = 600) -> Path:
     """An animated GIF of one or several motions (overlaid, one colour each; frames before ``history`` drawn
     grey). Motions of different lengths stop at their last frame."""
-    import imageio.v2 as imageio
-
     path = Path(path)
     if path.suffix.lower() != ".gif":
         raise ConfigError(f"cannot write {path}: animations are written as .gif (no video encoder is installed)")
+    try:
+        import imageio.v2 as imageio
+    except ImportError:
+        raise ConfigError("the motion domain needs imageio to write GIFs: pip install 'trajdiff[motion]'") from None
     motions = _check(motions)
     screens = [project(m, azimuth) for m in motions]
     x0, x1, y0, y1 = _bounds(screens)

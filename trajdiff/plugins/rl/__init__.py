@@ -5,10 +5,15 @@ Registered through the entry point ``rl = "trajdiff.plugins.rl"`` in the group `
 
 from __future__ import annotations
 
-from trajdiff.plugins.rl.domain import RLDomain, dataset_cards
-from trajdiff.plugins.spec import DatasetCard, Domain, hookimpl
+from typing import TYPE_CHECKING
 
-__all__ = ["RLDomain", "trajdiff_datasets", "trajdiff_domains"]
+from trajdiff.plugins.rl.domain import RLDomain, dataset_cards
+from trajdiff.plugins.spec import CommandContext, DatasetCard, Domain, hookimpl
+
+if TYPE_CHECKING:
+    import typer
+
+__all__ = ["RLDomain", "trajdiff_commands", "trajdiff_datasets", "trajdiff_domains"]
 
 
 @hookimpl
@@ -21,3 +26,11 @@ def trajdiff_domains() -> list[Domain]:
 def trajdiff_datasets() -> list[DatasetCard]:
     """PointMaze umaze / medium / large and Pendulum data sets, generated locally."""
     return dataset_cards()
+
+
+@hookimpl
+def trajdiff_commands(app: typer.Typer, cli: CommandContext) -> None:
+    """``trajdiff plan``: closed-loop planning in gymnasium environments."""
+    from trajdiff.plugins.rl.commands import add_commands
+
+    add_commands(app, cli)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from trajdiff.errors import ConfigError
-from trajdiff.plugins.rl.envs import make_env
+from trajdiff.plugins.rl.envs import make_env, require_rl
 from trajdiff.plugins.rl.mazes import ENV_IDS, EVAL_MAPS, MazeGrid, WaypointController
 
 ACTION_NOISE = 0.5
@@ -91,6 +91,7 @@ def make_pointmaze(maze: str, steps: int = 1_000_000, *, seed: int = 0, root: st
         raise ConfigError(f"unknown maze {maze!r}; choose one of {sorted(ENV_IDS)}")
     if steps < 1:
         raise ConfigError(f"steps must be >= 1, got {steps}")
+    require_rl()
     _datasets_root(root)
     dataset_id = pointmaze_dataset_id(maze)
     _replace(dataset_id, overwrite)
@@ -143,6 +144,7 @@ def make_pendulum(episodes: int = 300, *, noise: float = 0.3, seed: int = 0, roo
     """Collects ``episodes`` of 200 steps of the noisy pendulum expert into a Minari data set; returns its id."""
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    require_rl()
     _datasets_root(root)
     _replace(PENDULUM_ID, overwrite)
     env = make_env("Pendulum-v1")

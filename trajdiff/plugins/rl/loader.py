@@ -19,6 +19,7 @@ import numpy as np
 
 from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError, DataError
+from trajdiff.plugins.rl.envs import require_rl
 
 GENERATED = {
     "trajdiff/pointmaze-umaze/noisy-expert-v0": "pointmaze-umaze",
@@ -50,6 +51,7 @@ def _flatten(data: Any, space: Any) -> np.ndarray:
 
 def open_dataset(source: str | Path) -> Any:
     """A MinariDataset by id (under ``MINARI_DATASETS_PATH``) or by the path of its folder."""
+    require_rl()
     import minari
 
     text = str(source)

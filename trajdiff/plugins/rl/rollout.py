@@ -14,7 +14,7 @@ import numpy as np
 
 from trajdiff.errors import ConfigError
 from trajdiff.plotting import pyplot, save_figure
-from trajdiff.plugins.rl.envs import make_env
+from trajdiff.plugins.rl.envs import make_env, require_rl
 from trajdiff.plugins.rl.planner import Planner, PlannerConfig
 
 
@@ -69,6 +69,7 @@ def run_planner(
     ``loaded`` is a model loaded with `trajdiff.api.load_model` (plugins sit below the api layer)."""
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    require_rl()
     if loaded.domain.name != "rl":
         raise ConfigError(f"the model was trained for domain {loaded.domain.name!r}, not 'rl'; "
                           "train a planner with `trajdiff train --domain rl`")
@@ -147,7 +148,10 @@ def _render(path: Path, frames: list[Any], trace: np.ndarray | None, planner: Pl
     maze's walls when the environment has a maze."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".gif":
-        import imageio.v2 as imageio
+        try:
+            import imageio.v2 as imageio
+        except ImportError:
+            raise ConfigError("writing a GIF needs imageio: pip install 'trajdiff[rl]'") from None
 
         usable = [f for f in frames if f is not None]
         if not usable:

@@ -1,0 +1,74 @@
+"""The rl plugin's command, ``trajdiff plan``: closed-loop planning in a gymnasium environment.
+
+Added to the CLI through the ``trajdiff_commands`` hook; models are loaded through the `CommandContext`
+the CLI lends, so this module imports neither `trajdiff.api` nor `trajdiff.cli`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from trajdiff.errors import TrajdiffError
+from trajdiff.plugins.spec import CommandContext
+
+
+def add_commands(app: typer.Typer, cli: CommandContext) -> None:
+    """Adds ``plan`` to ``app``."""
+
+    @app.command()
+    def plan(
+        model: Path = typer.Option(..., help="Model directory trained with `trajdiff train --domain rl`."),
+        env: str = typer.Option(..., help="Gymnasium environment id, e.g. PointMaze_UMaze-v3 or Pendulum-v1."),
+        episodes: int = typer.Option(20, min=1, help="Evaluation episodes (reset seeds SEED, SEED+1, ...)."),
+        seed: int = typer.Option(0, help="First reset seed."),
+        replan_every: int = typer.Option(8, min=1, help="Environment steps between replans."),
+        nfe: int = typer.Option(20, min=1, help="Denoising steps of a plan from scratch."),
+        warm_nfe: int = typer.Option(4, min=1, help="Denoising steps of a warm-started replan."),
+        warm_level: float = typer.Option(0.8, min=0.01, max=1.0, help="Noise level a warm start re-noises to."),
+        no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Plan every time from pure noise."),
+        candidates: int = typer.Option(12, min=1, help="Plans sampled per decision; the plausible one reaching "
+                                                       "the goal first wins."),
+        goal_guidance: float = typer.Option(10.0, min=0.0, help="Strength of the pull towards the goal "
+                                                                "(reconstruction guidance through the network; "
+                                                                "0 = inpainting only)."),
+        speed_margin: float = typer.Option(1.5, min=0.01, help="A plan moving faster than this times the data's "
+                                                                "fastest token-to-token change is implausible."),
+        support_check: bool = typer.Option(False, "--support-check/--no-support-check",
+                                           help="A plan whose path leaves the positions the data visited "
+                                                "(through a wall) is implausible."),
+        support_guidance: float = typer.Option(0.05, min=0.0, help="Strength of the pull of planned paths back into "
+                                                                  "the positions the data visited (0 = off)."),
+        controller: str = typer.Option("auto", help="auto, states (track planned positions) or actions "
+                                                    "(execute them)."),
+        lookahead: int = typer.Option(20, min=0, help="States controller: aim this many steps ahead on the plan."),
+        render: Path = typer.Option(None, help="Draw the first episode: .gif (frames) or .png (path and last plan)."),
+        out: Path = typer.Option(None, help="Results JSON (default: MODEL/plan-ENV.json)."),
+    ) -> None:
+        """Plan closed-loop in a gymnasium environment; print returns, normalized scores, success and timing."""
+        from trajdiff.plugins.rl.envs import require_rl
+        from trajdiff.plugins.rl.planner import PlannerConfig
+        from trajdiff.plugins.rl.rollout import run_planner
+
+        target = out or model / f"plan-{env}.json"
+        try:
+            require_rl()
+            config = PlannerConfig(nfe=nfe, warm_nfe=warm_nfe, warm_level=warm_level, warm_start=not no_warm_start,
+                                   replan_every=replan_every, candidates=candidates, controller=controller,
+                                   lookahead=lookahead, goal_guidance=goal_guidance, speed_margin=speed_margin,
+                                   support_check=support_check, support_guidance=support_guidance, seed=seed)
+            loaded = cli.load_model(model, domain="rl")
+            result = run_planner(loaded, env, episodes=episodes, seed=seed, config=config, render=render,
+                                 out=target, progress=True)
+        except TrajdiffError as error:
+            cli.fail(error)
+        typer.echo(f"{env}: return {result['return_mean']:.1f} +- {result['return_se']:.1f} over {episodes} "
+                   "episodes")
+        if result["score_mean"] is not None:
+            typer.echo(f"normalized score {result['score_mean']:.1f} +- {result['score_se']:.1f} "
+                       f"(expert 100, random 0; data set {result['dataset']})")
+        if result["success_rate"] is not None:
+            typer.echo(f"success rate {result['success_rate']:.2f}")
+        typer.echo(f"{result['ms_per_decision']:.1f} ms per decision ({result['controller']} controller) -> "
+                   f"{target}")
