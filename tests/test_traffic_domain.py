@@ -18,6 +18,7 @@ from trajdiff import api
 from trajdiff.cli import app
 from trajdiff.core.guidance import CostGradient
 from trajdiff.core.model import DiffusionModel
+from trajdiff.core.schedules import build_schedule
 from trajdiff.errors import ConfigError, DataError, ShapeError
 from trajdiff.plugins import traffic as plugin
 from trajdiff.plugins.manager import Plugins
@@ -292,8 +293,7 @@ def test_collision_guidance_separates_jointly_sampled_agents() -> None:
     def denoise(x: torch.Tensor, k: torch.Tensor, cond: object = None) -> Prediction:
         return Prediction(torch.zeros_like(x), x)
 
-    wrapped = guide.wrap(denoise, api.DiffusionModel({"kind": "transformer", "dim": 2, "width": 8, "depth": 1,
-                                                      "heads": 1}).schedule)
+    wrapped = guide.wrap(denoise, build_schedule("cosine"))
     k = torch.full((2, 5), 0.5)
     out = wrapped(torch.zeros(2, 5, 2), k)
     gap = (world_positions(out.x0, frames)[1] - world_positions(out.x0, frames)[0]).norm(dim=-1)

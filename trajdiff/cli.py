@@ -167,6 +167,14 @@ def _parse_options(values: list[str], flag: str = "--load-option", example: str 
     return options
 
 
+PLAN_HELP = ("How a window's unknown tokens are denoised: full (all at one noise level), autoregressive (one "
+             "chunk after another), pyramid (near future cleaner than far: Diffusion Forcing) or rolling (a "
+             "staircase of levels: Rolling Diffusion).")
+PLAN_OPTION_HELP = ("Plan option KEY=VALUE (repeatable): chunk=N (tokens per chunk), delay=R (pyramid), "
+                    "window=N (rolling).")
+HORIZON_HELP = ("Rows to forecast (default: the trained horizon). Longer horizons roll the trained window forward, "
+                "the rows so far held clean as history.")
+ROLL_STRIDE_HELP = "Past the trained horizon: rows kept from each window before it rolls on (default: all of them)."
 LOAD_OPTION_HELP = "Loader option KEY=VALUE for the domain (repeatable), e.g. freq=1h, split_columns=true."
 
 
@@ -227,7 +235,7 @@ def forecast(
     draws: int = typer.Option(None, min=1, help="Draw this many samples per entity and keep --samples of them, "
                               "one per k-means cluster of where they end, so the kept ones cover distinct "
                               "outcomes (e.g. --samples 20 --draws 100 for best-of-20 scores)."),
-    nfe: int = typer.Option(None, min=1, help="Function evaluations (sampler steps)."),
+    nfe: int = typer.Option(None, min=1, help="Network evaluations per window (a Heun step costs two)."),
     solver: str = typer.Option(None, help="ddpm, ddim, dpmpp2m, euler or heun."),
     antithetic: bool = typer.Option(False, help="Draw samples in mirrored noise pairs (z, -z): still draws from "
                                     "the model, with a steadier median and mean (needs an even number)."),
@@ -236,6 +244,10 @@ def forecast(
     cost: list[str] = typer.Option([], help="Guide with a cost: NAME or NAME=SCALE (repeatable)."),
     seed: int = typer.Option(0, help="Random seed."),
     load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
+    horizon: int = typer.Option(None, min=1, help=HORIZON_HELP),
+    roll_stride: int = typer.Option(None, min=1, help=ROLL_STRIDE_HELP),
+    plan: str = typer.Option("full", help=PLAN_HELP),
+    plan_option: list[str] = typer.Option([], help=PLAN_OPTION_HELP),
 ) -> None:
     """Forecast every entity in a data file: one row per sample, entity and future step."""
     from trajdiff import api
@@ -243,7 +255,9 @@ def forecast(
     try:
         result = api.forecast(model, data, samples=samples, nfe=nfe, solver=solver, seed=seed, out=out, plot=plot,
                               costs=_parse_costs(cost), load_options=_parse_options(load_option), draws=draws,
-                              antithetic=antithetic, calibrated=not uncalibrated)
+                              antithetic=antithetic, calibrated=not uncalibrated, horizon=horizon,
+                              roll_stride=roll_stride, plan=plan,
+                              plan_options=_parse_options(plan_option, "--plan-option", "chunk=2 or window=3"))
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"forecast {len(result.samples)} entit{'y' if len(result.samples) == 1 else 'ies'} "
@@ -261,7 +275,7 @@ def evaluate(
     draws: int = typer.Option(None, min=1, help="Draw this many samples per window and keep --samples of them, "
                               "one per k-means cluster of where they end, so the kept ones cover distinct "
                               "outcomes (e.g. --samples 20 --draws 100 for best-of-20 scores)."),
-    nfe: int = typer.Option(None, min=1, help="Function evaluations (sampler steps)."),
+    nfe: int = typer.Option(None, min=1, help="Network evaluations per window (a Heun step costs two)."),
     antithetic: bool = typer.Option(False, help="Draw samples in mirrored noise pairs (z, -z): still draws from "
                                     "the model, with a steadier median and mean (needs an even number)."),
     stride: int = typer.Option(None, min=1, help="Step between evaluation windows (default: the horizon)."),
@@ -269,6 +283,9 @@ def evaluate(
     uncalibrated: bool = typer.Option(False, help="Ignore the calibration stored by `trajdiff calibrate`."),
     seed: int = typer.Option(0, help="Random seed."),
     load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
+    horizon: int = typer.Option(None, min=1, help=HORIZON_HELP),
+    plan: str = typer.Option("full", help=PLAN_HELP),
+    plan_option: list[str] = typer.Option([], help=PLAN_OPTION_HELP),
 ) -> None:
     """Backtest a model on data with known futures; print the domain's metrics beside its baselines (constant
     velocity, last value ...) on the same windows, and write them as JSON."""
@@ -279,7 +296,8 @@ def evaluate(
     try:
         result = api.evaluate(model, data, samples=samples, draws=draws, nfe=nfe, stride=stride,
                               max_windows=max_windows, seed=seed, out=target, load_options=_parse_options(load_option),
-                              antithetic=antithetic, calibrated=not uncalibrated)
+                              antithetic=antithetic, calibrated=not uncalibrated, horizon=horizon, plan=plan,
+                              plan_options=_parse_options(plan_option, "--plan-option", "chunk=2 or window=3"))
     except TrajdiffError as error:
         _fail(error)
     drawn = f" (of {result['draws']} drawn)" if result["draws"] > result["samples"] else ""
@@ -287,8 +305,12 @@ def evaluate(
     calibration = result["calibration"]
     drawn += (f", calibrated (median weight {calibration['median_weight']:.1f}, spread x"
               f"{calibration['spread_factor']:.2f})" if calibration else "")
+    if result["horizon"] != result["trained_horizon"]:
+        drawn += (f", {result['horizon']} rows ahead (trained for {result['trained_horizon']}: rolled forward"
+                  + (", uncalibrated" if result["calibration"] is None and not uncalibrated else "") + ")")
+    drawn += f", plan {result['plan']}" if result["plan"] != "full" else ""
     typer.echo(f"{result['domain']} model on {result['windows']} windows, {result['samples']} samples{drawn}, "
-               f"{result['nfe']} NFE:")
+               f"{result['nfe']} network evaluations per window:")
     table = comparison_table(result)  # the model beside the domain's baselines, when it has any
     for line in table or [f"  {name:<16}{value:.4f}" for name, value in result["metrics"].items()]:
         typer.echo(line)
@@ -300,7 +322,7 @@ def calibrate(
     model: Path = typer.Option(..., help="Model directory written by `trajdiff train`."),
     data: Path = typer.Option(..., help="Held-out data (a validation period the model was not trained on)."),
     samples: int = typer.Option(None, min=2, help="Samples per window (default: the domain's)."),
-    nfe: int = typer.Option(None, min=1, help="Function evaluations (sampler steps)."),
+    nfe: int = typer.Option(None, min=1, help="Network evaluations per window (a Heun step costs two)."),
     stride: int = typer.Option(None, min=1, help="Step between windows (default: the horizon)."),
     max_windows: int = typer.Option(None, min=10, help="Use at most this many windows, evenly spread."),
     level: float = typer.Option(0.9, help="Interval whose coverage the spread factor sets (0 < level < 1)."),
@@ -308,6 +330,8 @@ def calibrate(
     antithetic: bool = typer.Option(False, help="Draw samples in mirrored noise pairs (needs an even number)."),
     seed: int = typer.Option(0, help="Random seed."),
     load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
+    plan: str = typer.Option("full", help=PLAN_HELP),
+    plan_option: list[str] = typer.Option([], help=PLAN_OPTION_HELP),
 ) -> None:
     """Calibrate a model's samples on held-out data: how far to trust its median against the encoder's base
     forecast, and how wide to spread; forecast and evaluate apply it from then on (--uncalibrated: not)."""
@@ -316,7 +340,8 @@ def calibrate(
     try:
         result = api.calibrate(model, data, samples=samples, nfe=nfe, stride=stride, max_windows=max_windows,
                                seed=seed, level=level, spread=spread, antithetic=antithetic,
-                               load_options=_parse_options(load_option))
+                               load_options=_parse_options(load_option), plan=plan,
+                               plan_options=_parse_options(plan_option, "--plan-option", "chunk=2 or window=3"))
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"calibrated on {result['windows']} windows: median weight {result['median_weight']:.1f}, "
@@ -333,7 +358,7 @@ def impute(
     data: Path = typer.Option(..., help="Data with missing cells (empty, NA or NaN)."),
     out: Path = typer.Option(..., help="Completed table: .csv or .parquet."),
     samples: int = typer.Option(10, min=1, help="Samples per window; missing cells take their median."),
-    nfe: int = typer.Option(None, min=1, help="Function evaluations (sampler steps)."),
+    nfe: int = typer.Option(None, min=1, help="Network evaluations per window (a Heun step costs two)."),
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Fill missing cells by inpainting the observed ones; observed values are kept as they are."""
@@ -354,7 +379,7 @@ def anomalies(
     data: Path = typer.Option(..., help="Data to score."),
     out: Path = typer.Option(..., help="Scores table (.csv or .parquet): a score per time step and column."),
     samples: int = typer.Option(4, min=1, help="Samples per window."),
-    nfe: int = typer.Option(None, min=1, help="Function evaluations (sampler steps)."),
+    nfe: int = typer.Option(None, min=1, help="Network evaluations per window (a Heun step costs two)."),
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Anomaly scores: how far each observed value lies from its imputation when hidden (ImDiffusion)."""

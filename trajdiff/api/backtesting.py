@@ -12,14 +12,16 @@ import numpy as np
 import pandas as pd
 
 from trajdiff.api.baselines import baseline_context, compare_baselines
-from trajdiff.api.loading import (
-    LoadedModel,
-    context_tokens,
-    encode_windows,
-    load_model,
-)
+from trajdiff.api.loading import LoadedModel, load_model, window_index
 from trajdiff.api.output import write_json
-from trajdiff.api.sampling import apply_calibration, check_draws, encoder_bases, keep_representatives, sample_futures
+from trajdiff.api.sampling import (
+    apply_calibration,
+    check_draws,
+    check_horizon,
+    encoder_bases,
+    forecast_histories,
+    keep_representatives,
+)
 from trajdiff.core.calibration import coverage, fit_calibration
 from trajdiff.core.data import Episodes
 from trajdiff.errors import DataError
@@ -35,30 +37,30 @@ class Backtest:
     frames: list[dict[str, Any]]
     columns: list[str]
     too_short: list[str]
-    histories: np.ndarray | None = None  # [N, history, F]: the observed rows of each window, user units
+    histories: np.ndarray  # [N, history, F] the observed rows each forecast started from, user units
     windows: list[tuple[int, int]] = field(default_factory=list)  # (episode, first row) of each window
 
 
 def backtest(loaded: LoadedModel, episodes: Episodes, *, samples: int, nfe: int | None = None,
              solver: str | None = None, stride: int | None = None, max_windows: int | None = None, seed: int = 0,
-             antithetic: bool = False) -> Backtest:
-    """Every window of history + horizon rows (step ``stride``, default the horizon; at most ``max_windows``,
-    evenly spread) forecast from its history alone: raw samples, before any calibration."""
+             antithetic: bool = False, horizon: int | None = None, plan: str = "full",
+             plan_options: dict[str, Any] | None = None, roll_stride: int | None = None) -> Backtest:
+    """Every window of history + ``horizon`` rows (default the trained horizon; longer ones roll the trained
+    window forward, see `forecast_histories`), step ``stride`` (default the horizon), at most ``max_windows``
+    evenly spread, forecast from its history alone: raw samples, before any calibration."""
     d = loaded.defaults
-    frames: list[dict[str, Any]] = []
-    contexts, index, too_short = encode_windows(episodes, loaded.encoder, d.history, d.length, stride or d.horizon,
-                                                frames=frames)
+    horizon = horizon or d.horizon
+    index, too_short = window_index(episodes, d.history + horizon, stride or horizon)
     if max_windows is not None and len(index) > max_windows:
-        keep = np.linspace(0, len(index) - 1, max_windows).round().astype(int)
-        contexts, index, frames = contexts[keep], [index[i] for i in keep], [frames[i] for i in keep]
-    truth = np.stack([episodes.sequences[i][s + d.history:s + d.length] for i, s in index])
-    masked = contexts.copy()
-    masked[:, context_tokens(loaded.encoder, d):] = 0.0  # the true future must not leak into the context
-    drawn = sample_futures(loaded, masked, samples=samples, nfe=nfe, solver=solver, seed=seed, antithetic=antithetic)
-    futures = np.stack([loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(index))],
-                       axis=1)
-    histories = np.stack([episodes.sequences[i][s:s + d.history] for i, s in index])
-    return Backtest(futures, truth, frames, list(episodes.columns), too_short, histories, windows=list(index))
+        index = [index[i] for i in np.linspace(0, len(index) - 1, max_windows).round().astype(int)]
+    histories = [episodes.sequences[i][s:s + d.history] if d.history else episodes.sequences[i][s:s + 1]
+                 for i, s in index]
+    truth = np.stack([episodes.sequences[i][s + d.history:s + d.history + horizon] for i, s in index])
+    futures, frames = forecast_histories(loaded, histories, samples=samples, horizon=horizon, stride=roll_stride,
+                                         nfe=nfe, solver=solver, seed=seed, antithetic=antithetic, plan=plan,
+                                         plan_options=plan_options)
+    return Backtest(futures, truth, frames, list(episodes.columns), too_short,
+                    np.stack(histories)[:, :d.history], windows=list(index))
 
 
 def evaluate(
@@ -77,21 +79,28 @@ def evaluate(
     draws: int | None = None,
     antithetic: bool = False,
     calibrated: bool = True,
+    horizon: int | None = None,
+    plan: str = "full",
+    plan_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Backtests the model on ``data``: every window of history + horizon rows (step ``stride``, default
     the horizon) is forecast from its history and scored with the domain's metrics against its true
     future, beside the domain's baselines on the same windows (`compare_baselines`: their scores, the model /
     baseline ratios, warnings). Returns (and writes as JSON to ``out``) the metrics with counts and timing.
-    ``draws`` as in `forecast`: ``samples`` representatives of that many draws are scored; ``antithetic`` and
-    ``calibrated`` as in `forecast`."""
+    ``draws`` as in `forecast`: ``samples`` representatives of that many draws are scored; ``antithetic``,
+    ``calibrated``, ``horizon`` (rows; past the trained horizon the window rolls forward) and ``plan`` as in
+    `forecast`."""
     started = time.monotonic()
     loaded = load_model(model_dir, plugins=plugins)
     d = loaded.defaults
     samples = samples or d.samples
     check_draws(draws, samples)
     episodes = loaded.domain.load(data, **(load_options or {}))
+    horizon = check_horizon(loaded, horizon)
     run = backtest(loaded, episodes, samples=draws or samples, nfe=nfe, solver=solver, stride=stride,
-                   max_windows=max_windows, seed=seed, antithetic=antithetic)
+                   max_windows=max_windows, seed=seed, antithetic=antithetic, horizon=horizon, plan=plan,
+                   plan_options=plan_options)
+    calibrated = calibrated and horizon == d.horizon  # a calibration is fitted on the trained horizon
     decoded = apply_calibration(loaded, run.futures, run.frames, calibrated)
     if draws is not None and draws > samples:
         decoded = keep_representatives(loaded.domain, decoded, run.columns, samples, seed=seed)
@@ -109,6 +118,9 @@ def evaluate(
         "draws": draws or samples,
         "antithetic": antithetic,
         "nfe": nfe or d.nfe,
+        "horizon": horizon,
+        "trained_horizon": d.horizon,
+        "plan": plan,
         "calibration": asdict(applied) if applied is not None else None,
         "metrics": scores,
         **compared,
@@ -133,6 +145,8 @@ def calibrate(
     antithetic: bool = False,
     load_options: dict[str, Any] | None = None,
     plugins: Plugins | None = None,
+    plan: str = "full",
+    plan_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fits a `Calibration` on held-out ``data`` (a validation period the model was not trained on) and
     stores it in the model directory, where `forecast` and `evaluate` apply it from then on.
@@ -145,11 +159,11 @@ def calibrate(
     samples = samples or loaded.defaults.samples
     episodes = loaded.domain.load(data, **(load_options or {}))
     run = backtest(loaded, episodes, samples=samples, nfe=nfe, solver=solver, stride=stride, max_windows=max_windows,
-                   seed=seed, antithetic=antithetic)
+                   seed=seed, antithetic=antithetic, plan=plan, plan_options=plan_options)
     if len(run.truth) < 10:
         raise DataError(f"calibration needs at least 10 held-out windows; {data} gives {len(run.truth)} of "
                         f"{loaded.defaults.length} rows (lower --stride, or give a longer validation period)")
-    keep = getattr(loaded.encoder, "forecast_columns", None)
+    keep = loaded.encoder.forecast_columns
     futures, truth = (run.futures[..., keep], run.truth[..., keep]) if keep else (run.futures, run.truth)
     bases = encoder_bases(loaded.encoder, run.frames)
     bases = bases[..., keep] if keep and bases is not None else bases

@@ -16,7 +16,13 @@ from trajdiff.api.loading import (
 )
 from trajdiff.api.output import write_forecast
 from trajdiff.api.plots import plot_forecasts
-from trajdiff.api.sampling import apply_calibration, check_draws, keep_representatives, sample_futures
+from trajdiff.api.sampling import (
+    apply_calibration,
+    check_draws,
+    check_horizon,
+    forecast_histories,
+    keep_representatives,
+)
 from trajdiff.errors import DataError
 from trajdiff.plugins.manager import Plugins
 
@@ -48,6 +54,10 @@ def forecast(
     draws: int | None = None,
     antithetic: bool = False,
     calibrated: bool = True,
+    horizon: int | None = None,
+    plan: str = "full",
+    plan_options: dict[str, Any] | None = None,
+    roll_stride: int | None = None,
 ) -> ForecastResult:
     """Forecasts the next ``horizon`` steps after the end of every episode (entity) in ``data``.
 
@@ -57,7 +67,11 @@ def forecast(
     of where they end (the domain's ``endpoints``), so that the kept ones cover distinct outcomes
     (final position clustering; best-of-N scores favour it). Kept samples are real draws.
     ``antithetic``: draw the samples in mirrored pairs (see `sample_futures`), for a steadier median.
-    A calibration stored by `calibrate` is applied unless ``calibrated`` is False.
+    A calibration stored by `calibrate` is applied unless ``calibrated`` is False (and only at the trained
+    horizon, where it was fitted). ``horizon``: rows to forecast (default the trained horizon); a longer
+    one rolls the trained window forward, ``roll_stride`` rows at a time (see `forecast_histories`).
+    ``plan``: how the noise levels of a window's unknown tokens fall (``full``, ``autoregressive``,
+    ``pyramid``, ``rolling``; ``plan_options`` such as ``chunk``, ``delay``, ``window``).
     """
     started = time.monotonic()
     loaded = load_model(model_dir, plugins=plugins)
@@ -65,16 +79,13 @@ def forecast(
     samples = samples or d.samples
     check_draws(draws, samples)
     episodes = loaded.domain.load(data, **(load_options or {}))
-    contexts, frames, kept, skipped = [], [], [], []
+    horizon = check_horizon(loaded, horizon)
+    observed, kept, skipped = [], [], []
     for i, sequence in enumerate(episodes.sequences):
         if len(sequence) < max(d.history, 1):
             skipped.append(episodes.ids[i])
             continue
-        history_rows = sequence[len(sequence) - d.history:] if d.history else sequence[-1:]
-        window = np.concatenate([history_rows, np.repeat(history_rows[-1:], d.horizon, axis=0)])[-d.length:]
-        tokens, frame = loaded.encoder.encode(window, d.history)
-        contexts.append(tokens)
-        frames.append(frame)
+        observed.append(sequence[len(sequence) - d.history:] if d.history else sequence[-1:])
         kept.append(i)
     if skipped:
         warnings.warn(f"{len(skipped)} episode(s) shorter than the model's history of {d.history} rows were not "
@@ -82,18 +93,17 @@ def forecast(
     if not kept:
         raise DataError(f"no episode has the {d.history} rows of history the model needs; the longest has "
                         f"{max(episodes.lengths)} rows")
-    drawn = sample_futures(loaded, np.stack(contexts).astype(np.float32), samples=draws or samples, nfe=nfe,
-                           solver=solver, seed=seed, costs=costs, frames=frames, meta=[episodes.meta[i] for i in kept],
-                           antithetic=antithetic)
-    keep = getattr(loaded.encoder, "forecast_columns", None)  # an encoder may forecast only some columns
+    decoded, frames = forecast_histories(
+        loaded, observed, samples=draws or samples, horizon=horizon, stride=roll_stride, nfe=nfe, solver=solver,
+        seed=seed, costs=costs, meta=[episodes.meta[i] for i in kept], antithetic=antithetic, plan=plan,
+        plan_options=plan_options)  # [S, N, H, F]
+    keep = loaded.encoder.forecast_columns  # an encoder may forecast only some columns
     names = [episodes.columns[c] for c in keep] if keep else list(episodes.columns)
     rows = []
     by_entity: dict[str, np.ndarray] = {}
     truths: dict[str, np.ndarray] = {}  # a domain may put the known future in meta "future" (rows after the data)
     histories: dict[str, np.ndarray] = {}
-    decoded = np.stack([loaded.encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(kept))],
-                       axis=1)  # [S, N, H, F]
-    decoded = apply_calibration(loaded, decoded, frames, calibrated)
+    decoded = apply_calibration(loaded, decoded, frames, calibrated and horizon == d.horizon)
     decoded = decoded[..., keep] if keep else decoded
     if draws is not None and draws > samples:
         decoded = keep_representatives(loaded.domain, decoded, names, samples, seed=seed)
@@ -102,16 +112,16 @@ def forecast(
         meta = episodes.meta[i] if episodes.meta else {}
         entity = str(meta.get("entity", episodes.ids[i]))
         times = meta.get("times")
-        future = (loaded.domain.future_times(times, d.horizon) if times is not None
-                  else np.arange(len(episodes.sequences[i]), len(episodes.sequences[i]) + d.horizon))
+        future = (loaded.domain.future_times(times, horizon) if times is not None
+                  else np.arange(len(episodes.sequences[i]), len(episodes.sequences[i]) + horizon))
         by_entity[entity] = raw
         histories[entity] = episodes.sequences[i][-max(d.history, 1):]
         if meta.get("future") is not None:
-            known = np.asarray(meta["future"])[:d.horizon]
+            known = np.asarray(meta["future"])[:horizon]
             truths[entity] = known[..., keep] if keep else known
         for s in range(raw.shape[0]):
             frame = pd.DataFrame(raw[s], columns=names)
-            frame.insert(0, "step", np.arange(1, d.horizon + 1))
+            frame.insert(0, "step", np.arange(1, horizon + 1))
             frame.insert(0, "time", future)
             frame.insert(0, "entity", entity)
             frame.insert(0, "sample", s)
@@ -121,6 +131,6 @@ def forecast(
         write_forecast(loaded.domain, table, out, histories, by_entity, episodes.columns)
     if plot is not None:
         if loaded.domain.plot_forecasts(Path(plot), histories, by_entity, names, truths=truths or None) is None:
-            full = {entity: known for entity, known in truths.items() if len(known) == d.horizon}
+            full = {entity: known for entity, known in truths.items() if len(known) == horizon}
             plot_forecasts(histories, by_entity, names, plot, truths=full or None)
     return ForecastResult(table, by_entity, histories, skipped, time.monotonic() - started)

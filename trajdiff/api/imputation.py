@@ -8,7 +8,7 @@
   (the intermediate x0 estimates), which makes the score steadier than the final imputation alone.
 
 Both read the model's window (history + horizon rows) and need the encoder to map a cell mask to
-token space (`encode_mask`); scores are in standardized units (errors divided by each column's
+token space (`Encoder.encode_mask`); scores are in standardized units (errors divided by each column's
 training standard deviation), so columns are comparable.
 """
 
@@ -26,26 +26,11 @@ import torch
 
 from trajdiff.api.loading import LoadedModel, context_tokens, load_model
 from trajdiff.api.output import write_table
-from trajdiff.core import plans, samplers
+from trajdiff.core.conditional import Known, sample_conditional
 from trajdiff.core.data import Episodes
-from trajdiff.core.guidance import Inpaint
 from trajdiff.core.parametrize import Prediction
-from trajdiff.errors import ConfigError, DataError
+from trajdiff.errors import DataError
 from trajdiff.plugins.manager import Plugins
-
-
-def encode_mask(loaded: LoadedModel, mask: np.ndarray) -> np.ndarray:
-    """A cell mask ``[rows, F]`` in token space ``[tokens, D]`` (encoders may override ``encode_mask``)."""
-    encoder = loaded.encoder
-    custom = getattr(encoder, "encode_mask", None)
-    if callable(custom):
-        return np.asarray(custom(mask), dtype=bool)
-    per = int(getattr(encoder, "rows_per_token", 1))
-    rows, features = mask.shape
-    if encoder.dim != per * features or rows % per:
-        raise ConfigError(f"the {loaded.domain.name!r} encoder does not map cells to token features one to one; "
-                          "it needs an encode_mask method for imputation and anomaly scores")
-    return mask.reshape(rows // per, per * features)
 
 
 def _window_starts(length: int, window: int) -> list[int]:
@@ -79,7 +64,7 @@ def _collect(loaded: LoadedModel, episodes: Episodes, hide: np.ndarray | None = 
             if hide is not None:
                 seen = seen & ~hide
             tokens.append(encoded)
-            observed.append(encode_mask(loaded, seen))
+            observed.append(loaded.encoder.encode_mask(seen))
             frames.append(frame)
             where.append((i, start))
     if not tokens:
@@ -93,11 +78,6 @@ def _sample_inpainted(loaded: LoadedModel, batch: _Batch, samples: int, nfe: int
     """Samples every window with its observed cells inpainted: ``[S, N, T, D]``; optionally records
     the x0 estimates ``(level, [N * S, T, D])`` of every denoiser call."""
     model = loaded.model
-    n, length, dim = batch.tokens.shape
-    values = torch.from_numpy(batch.tokens).repeat_interleave(samples, 0)
-    mask = torch.from_numpy(batch.observed).repeat_interleave(samples, 0)
-    plan = plans.full_sequence(length, nfe)
-    generator = torch.Generator().manual_seed(seed)
     denoise = model.denoiser(ema=True)
     if record is not None:
         inner = denoise
@@ -107,10 +87,12 @@ def _sample_inpainted(loaded: LoadedModel, batch: _Batch, samples: int, nfe: int
             record.append((float(k.max()), prediction.x0.detach().clone()))
             return prediction
 
-    start = samplers.initial_state(values.shape, plan, model.schedule, generator=generator)
-    drawn = samplers.sample(denoise, start, plan, model.schedule, solver=loaded.defaults.solver,
-                            guides=[Inpaint(mask, values)], generator=generator)
-    return drawn.reshape(n, samples, length, dim).transpose(0, 1).numpy()
+    tokens = torch.from_numpy(batch.tokens)
+    known = Known(tokens, torch.zeros(tokens.shape[1], dtype=torch.bool), entries=torch.from_numpy(batch.observed))
+    drawn = sample_conditional(denoise, model.schedule, known, samples=samples, nfe=nfe,
+                               solver=loaded.defaults.solver, generator=torch.Generator().manual_seed(seed),
+                               batch_limit=max(1, len(batch.tokens)) * samples)
+    return drawn.numpy()
 
 
 @dataclass
@@ -209,7 +191,7 @@ def anomaly_scores(
     d = loaded.defaults
     context_tokens(loaded.encoder, d)
     episodes = loaded.domain.load(data, **(load_options or {}))
-    grating = grating or int(getattr(loaded.encoder, "rows_per_token", 1))
+    grating = grating or loaded.encoder.rows_per_token
     features = len(episodes.columns)
     block = (np.arange(d.length) // grating) % 2 == 0
     sums = [np.zeros(seq.shape) for seq in episodes.sequences]
@@ -251,10 +233,8 @@ def anomaly_scores(
 
 
 def _column_scale(loaded: LoadedModel, features: int) -> np.ndarray:
-    """Each column's training standard deviation when the encoder has a standardizing normalizer."""
-    normalizer = getattr(loaded.encoder, "normalizer", None)
-    state = normalizer.state_dict() if normalizer is not None and hasattr(normalizer, "state_dict") else {}
-    for key in ("scale", "std"):
-        if key in state and len(state[key]) == features:
-            return np.asarray(state[key], dtype=np.float64)
-    return np.ones(features)
+    """Each column's training spread (the encoder's `column_scale`), or ones when it keeps none."""
+    scale = loaded.encoder.column_scale()
+    if scale is None or len(scale) != features:
+        return np.ones(features)
+    return np.where(np.asarray(scale, dtype=np.float64) > 0, np.asarray(scale, dtype=np.float64), 1.0)

@@ -3,7 +3,7 @@ loading a trained model with its domain, encoder and calibration."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,27 @@ def make_encoder(domain: Domain, defaults: ModelDefaults) -> Encoder:
 
 def context_tokens(encoder: Encoder, defaults: ModelDefaults) -> int:
     """Context tokens of a window; checks that history and horizon fill whole tokens."""
-    per = int(getattr(encoder, "rows_per_token", 1))
+    per = encoder.rows_per_token
     if defaults.history % per or defaults.horizon % per:
         raise ConfigError(f"history ({defaults.history}) and horizon ({defaults.horizon}) must be multiples of the "
                           f"encoder's {per} rows per token")
     return defaults.history // per
+
+
+def window_index(episodes: Episodes, length: int, stride: int = 1) -> tuple[list[tuple[int, int]], list[str]]:
+    """(episode, start row) of every window of ``length`` rows (step ``stride``), and the ids of episodes too
+    short for one. Indices only: windows are cut from the episodes when they are used."""
+    index, too_short = [], []
+    for i, sequence in enumerate(episodes.sequences):
+        if len(sequence) < length:
+            too_short.append(episodes.ids[i])
+            continue
+        index.extend((i, start) for start in range(0, len(sequence) - length + 1, stride))
+    if not index:
+        longest = max(episodes.lengths) if len(episodes) else 0
+        raise DataError(f"no episode is long enough for one window of {length} rows; the longest has {longest} rows. "
+                        "Use shorter --history/--horizon or more data.")
+    return index, too_short
 
 
 def encode_windows(
@@ -46,23 +62,20 @@ def encode_windows(
     """All windows of ``length`` rows (step ``stride``) encoded: ``[N, length, D]``, their
     (episode, start) index, and the ids of episodes too short for one window. Pass a list as
     ``frames`` to collect each window's frame (needed to decode it)."""
-    encoded, index, too_short = [], [], []
-    for i, sequence in enumerate(episodes.sequences):
-        if len(sequence) < length:
-            too_short.append(episodes.ids[i])
-            continue
-        for start in range(0, len(sequence) - length + 1, stride):
-            tokens, frame = encoder.encode(sequence[start:start + length], history)
-            encoded.append(tokens)
-            if frames is not None:
-                frames.append(frame)
-            index.append((i, start))
-    if not encoded:
+    try:
+        index, too_short = window_index(episodes, length, stride)
+    except DataError:
         longest = max(episodes.lengths) if len(episodes) else 0
         raise DataError(
             f"no episode is long enough for one window of {length} rows (history {history} + horizon "
             f"{length - history}); the longest has {longest} rows. Use shorter --history/--horizon or more data."
-        )
+        ) from None
+    encoded = []
+    for i, start in index:
+        tokens, frame = encoder.encode(episodes.sequences[i][start:start + length], history)
+        encoded.append(tokens)
+        if frames is not None:
+            frames.append(frame)
     return np.stack(encoded).astype(np.float32), index, too_short
 
 
@@ -75,6 +88,7 @@ class LoadedModel:
     encoder: Encoder
     defaults: ModelDefaults
     calibration: Calibration | None = None  # written by `calibrate`, applied by forecast and evaluate
+    plugins: Plugins = field(default_factory=get_plugins)  # the registry the domain came from (costs)
 
 
 def load_model(model_dir: str | Path, *, domain: str | None = None, plugins: Plugins | None = None) -> LoadedModel:
@@ -88,7 +102,8 @@ def load_model(model_dir: str | Path, *, domain: str | None = None, plugins: Plu
     if domain is not None and domain != trained_for:
         raise ConfigError(f"{model_dir} was trained for domain {trained_for!r}, not {domain!r}; "
                           f"use a model trained with --domain {domain}")
-    dom = registry_or_default(plugins).domain(trained_for)
+    registry = registry_or_default(plugins)
+    dom = registry.domain(trained_for)
     encoder = dom.encoder_from_state(model.extra["encoder"])
     defaults = ModelDefaults(**model.extra["defaults"])
-    return LoadedModel(model, dom.with_encoder(encoder), encoder, defaults, Calibration.load(model_dir))
+    return LoadedModel(model, dom.with_encoder(encoder), encoder, defaults, Calibration.load(model_dir), registry)

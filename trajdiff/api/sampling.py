@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,12 +12,11 @@ from trajdiff.api.loading import (
     LoadedModel,
     context_tokens,
 )
-from trajdiff.core import plans, samplers
+from trajdiff.core.conditional import Known, sample_conditional
 from trajdiff.core.guidance import CostGradient
 from trajdiff.core.selection import representative_samples
 from trajdiff.errors import ConfigError
-from trajdiff.plugins.manager import get_plugins
-from trajdiff.plugins.spec import Domain, Encoder
+from trajdiff.plugins.spec import BatchCost, Domain, Encoder
 
 
 def sample_futures(
@@ -32,60 +32,49 @@ def sample_futures(
     frames: list[dict[str, Any]] | None = None,
     meta: list[dict[str, Any]] | None = None,
     antithetic: bool = False,
+    plan: str | torch.Tensor = "full",
+    plan_options: dict[str, Any] | None = None,
 ) -> np.ndarray:
-    """Samples futures for encoded contexts ``[N, L, D]`` (history rows observed): ``[S, N, L, D]``.
+    """Samples futures for encoded contexts ``[N, L, D]`` (history tokens observed): ``[S, N, L, D]``.
 
+    ``plan`` (``full``, ``autoregressive``, ``pyramid``, ``rolling`` or a tensor) and ``plan_options``
+    as in `trajdiff.core.conditional.build_plan`; ``nfe`` counts network evaluations.
     ``antithetic`` draws the starting noise in pairs ``(z, -z)`` per context (``samples`` must be
     even): each sample is still a draw from the model, but with a deterministic solver the pairs
     mirror each other, so the samples' median and mean carry far less Monte Carlo noise.
 
-    ``costs`` maps a cost name (the domain's or a plugin's) to a guidance scale. A cost with a ``bind``
-    method (e.g. one coupling the agents of a batch) is bound per chunk with ``bind(frames, meta, samples)``
-    when ``frames`` (the encoder's, one per context) and optionally ``meta`` (one dict per context) are given.
+    ``costs`` maps a cost name (the domain's or a plugin's) to a guidance scale. A `BatchCost` (e.g. one
+    coupling the agents of a batch) is bound per batch to ``frames`` (the encoder's, one per context)
+    and ``meta`` (one dict per context, optional); it needs ``frames``.
     """
     defaults = loaded.defaults
-    model = loaded.model
-    n, length, dim = contexts.shape
-    if antithetic and samples % 2:
-        raise ConfigError(f"antithetic sampling draws samples in pairs; samples must be even, got {samples}")
-    nfe = nfe or defaults.nfe
-    plan = plans.full_sequence(length, nfe)
-    observed = context_tokens(loaded.encoder, defaults)
-    if observed:
-        plan = plans.with_context(plan, slice(0, observed))
-    guides = []
+    chosen: dict[str, tuple[Any, float]] = {}
     if costs:
-        available = get_plugins().costs(loaded.domain)
+        available = loaded.plugins.costs(loaded.domain)
         for name, scale in costs.items():
             if name not in available:
                 raise ConfigError(f"domain {loaded.domain.name!r} has no cost {name!r}; available: {sorted(available)}")
-            guides.append(CostGradient(available[name], scale=scale))
-    bindable = frames is not None and any(callable(getattr(g.cost, "bind", None)) for g in guides)
-    generator = torch.Generator().manual_seed(seed)
-    context = torch.from_numpy(contexts).float()
-    out = torch.empty(samples, n, length, dim)
-    denoise = model.denoiser(ema=True)
-    per_chunk = max(1, batch_limit // samples)
-    for lo in range(0, n, per_chunk):
-        chunk = context[lo:lo + per_chunk].repeat_interleave(samples, dim=0)
-        noise = samplers.antithetic_noise(chunk.shape, samples, generator=generator) if antithetic else None
-        start = samplers.initial_state(chunk.shape, plan, model.schedule, context=chunk, generator=generator,
-                                       noise=noise)
-        chunk_guides = [_bound(g, frames, meta, lo, lo + per_chunk, samples) for g in guides] if bindable else guides
-        drawn = samplers.sample(denoise, start, plan, model.schedule, solver=solver or defaults.solver,
-                                guides=chunk_guides, generator=generator)
-        out[:, lo:lo + per_chunk] = drawn.reshape(-1, samples, length, dim).transpose(0, 1)
-    return out.numpy()
+            if isinstance(available[name], BatchCost) and frames is None:
+                raise ConfigError(f"cost {name!r} couples the windows of a batch and needs their frames")
+            chosen[name] = (available[name], scale)
 
+    def guides(part: slice, count: int) -> list[CostGradient]:
+        out = []
+        for cost, scale in chosen.values():
+            if isinstance(cost, BatchCost):
+                assert frames is not None
+                cost = cost.bind(frames[part], meta[part] if meta is not None else None, count)
+            out.append(CostGradient(cost, scale=scale))
+        return out
 
-def _bound(guide: CostGradient, frames: Any, meta: Any, lo: int, hi: int, samples: int) -> CostGradient:
-    """The guide with its cost bound to the frames and meta of contexts ``lo:hi`` (if the cost binds)."""
-    bind = getattr(guide.cost, "bind", None)
-    if not callable(bind):
-        return guide
-    cost = bind(frames[lo:hi], meta[lo:hi] if meta is not None else None, samples)
-    return CostGradient(cost, scale=guide.scale, inner_steps=guide.inner_steps, stop_level=guide.stop_level,
-                        through_model=guide.through_model)
+    known = Known.history(torch.from_numpy(np.asarray(contexts, dtype=np.float32)),
+                          context_tokens(loaded.encoder, defaults))
+    drawn = sample_conditional(
+        loaded.model.denoiser(ema=True), loaded.model.schedule, known, samples=samples, plan=plan,
+        nfe=nfe or defaults.nfe, solver=solver or defaults.solver, plan_options=plan_options, guides=guides,
+        antithetic=antithetic, generator=torch.Generator().manual_seed(seed), batch_limit=batch_limit,
+    )
+    return drawn.numpy()
 
 
 def encoder_bases(encoder: Encoder, frames: list[dict[str, Any]]) -> np.ndarray | None:
@@ -107,6 +96,16 @@ def check_draws(draws: int | None, samples: int) -> None:
                           "are kept")
 
 
+def check_horizon(loaded: LoadedModel, horizon: int | None) -> int:
+    """The forecast horizon in rows (default: the trained one); longer ones roll, so they must fill whole tokens."""
+    d = loaded.defaults
+    if horizon is None:
+        return d.horizon
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ConfigError(f"horizon must be a whole number of rows >= 1, got {horizon!r}")
+    return horizon
+
+
 def keep_representatives(domain: Domain, futures: np.ndarray, columns: list[str], keep: int, *,
                          seed: int = 0) -> np.ndarray:
     """``keep`` of the samples ``[S, N, H, F]`` (user units) of each of N windows: one per k-means cluster
@@ -114,3 +113,96 @@ def keep_representatives(domain: Domain, futures: np.ndarray, columns: list[str]
     ends = np.stack([domain.endpoints(futures[:, j], columns) for j in range(futures.shape[1])])  # [N, S, C]
     chosen = representative_samples(ends, keep, seed=seed)  # [N, keep]
     return np.stack([futures[chosen[j], j] for j in range(futures.shape[1])], axis=1)
+
+
+def forecast_histories(
+    loaded: LoadedModel,
+    histories: list[np.ndarray],
+    *,
+    samples: int,
+    horizon: int | None = None,
+    stride: int | None = None,
+    nfe: int | None = None,
+    solver: str | None = None,
+    seed: int = 0,
+    costs: dict[str, float] | None = None,
+    meta: list[dict[str, Any]] | None = None,
+    antithetic: bool = False,
+    plan: str | torch.Tensor = "full",
+    plan_options: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Futures of ``horizon`` rows after each observed history (raw rows ``[>= history, F]``):
+    ``[S, N, horizon, F]`` in user units, with the frames of the first windows.
+
+    Up to the trained horizon this is one window per history. Past it, the trained window rolls
+    forward: each sample keeps the first ``stride`` rows of its future (default: the trained horizon),
+    its last ``history`` rows (observed or sampled, held clean) become the next window's history, and
+    one continuation is drawn per sample, until ``horizon`` rows exist.
+    """
+    d = loaded.defaults
+    horizon = horizon or d.horizon
+    stride = stride or d.horizon
+    if horizon < 1 or not 1 <= stride <= d.horizon:
+        raise ConfigError(f"horizon must be >= 1 and stride in 1..{d.horizon} (the trained horizon); got horizon "
+                          f"{horizon}, stride {stride}")
+    if horizon > d.horizon and d.history == 0:
+        raise ConfigError(f"a model without history rows cannot roll past its trained horizon of {d.horizon} rows")
+    options = {"nfe": nfe, "solver": solver, "costs": costs, "plan": plan, "plan_options": plan_options}
+    first: list[list[dict[str, Any]]] = []
+
+    def window(rows: list[np.ndarray], count: int, round_seed: int, round_meta: list[dict[str, Any]] | None
+               ) -> np.ndarray:
+        futures, frames = _one_window(loaded, rows, samples=count, seed=round_seed, meta=round_meta,
+                                      antithetic=antithetic and count > 1, **options)
+        if not first:
+            first.append(frames)
+        return futures
+
+    futures = roll_windows(window, histories, history=d.history, trained_horizon=d.horizon, horizon=horizon,
+                           stride=stride, samples=samples, seed=seed, meta=meta)
+    return futures, first[0]
+
+
+WindowSampler = Callable[[list[np.ndarray], int, int, list[dict[str, Any]] | None], np.ndarray]
+"""``(histories, samples, seed, meta) -> futures [samples, N, trained horizon, F]``: one window per history."""
+
+
+def roll_windows(sample_window: WindowSampler, histories: list[np.ndarray], *, history: int, trained_horizon: int,
+                 horizon: int, stride: int, samples: int, seed: int = 0,
+                 meta: list[dict[str, Any]] | None = None) -> np.ndarray:
+    """``horizon`` rows after each history (``[S, N, horizon, F]``) from a sampler of trained windows: the
+    first window gives ``samples`` futures per history; while rows are missing, each sample keeps the
+    first ``stride`` rows of its latest window and its last ``history`` rows (observed or sampled, held
+    clean) are the history of one continuation. Exact for a Markov process of order <= ``history`` when
+    the window sampler draws from the exact conditional law."""
+    futures = sample_window(histories, samples, seed, meta)
+    produced = futures[:, :, :min(stride if horizon > trained_horizon else horizon, horizon)]
+    rounds = 0
+    while produced.shape[2] < horizon:
+        rounds += 1
+        count, n = produced.shape[0], produced.shape[1]
+        paths = [np.concatenate([histories[j], produced[s, j]])[-history:] for s in range(count) for j in range(n)]
+        more = sample_window(paths, 1, seed + rounds, [meta[j] for _ in range(count) for j in range(n)]
+                             if meta is not None else None)
+        step = min(stride, horizon - produced.shape[2])
+        produced = np.concatenate([produced, more[0, :, :step].reshape(count, n, step, -1)], axis=2)
+    return produced
+
+
+def _one_window(loaded: LoadedModel, histories: list[np.ndarray], *, samples: int, seed: int,
+                meta: list[dict[str, Any]] | None, antithetic: bool, **options: Any
+                ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """One trained window per history: futures ``[S, N, H, F]`` (user units) and the frames."""
+    d, encoder = loaded.defaults, loaded.encoder
+    contexts, frames = [], []
+    for rows in histories:
+        if d.history:
+            tokens, frame = encoder.encode_history(rows[-d.history:], d.horizon)
+        else:  # an unconditional model: the window's frame comes from the last known row
+            tokens, frame = encoder.encode(np.repeat(rows[-1:], d.length, axis=0), 0)
+        contexts.append(tokens)
+        frames.append(frame)
+    drawn = sample_futures(loaded, np.stack(contexts).astype(np.float32), samples=samples, seed=seed, frames=frames,
+                           meta=meta, antithetic=antithetic, **options)
+    futures = np.stack([encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(histories))], axis=1)
+    return futures, frames

@@ -30,6 +30,9 @@ Cost = Callable[[Tensor], Tensor]
 class BaseGuide:
     """No-op defaults for the three guide hooks."""
 
+    evaluations: int = 1
+    """Network evaluations per call of the wrapped denoiser (what ``nfe`` counts)."""
+
     def wrap(self, denoise: Denoiser, schedule: Schedule) -> Denoiser:
         return denoise
 
@@ -194,6 +197,7 @@ class ClassifierFree(BaseGuide):
 
     def __init__(self, scale: float) -> None:
         self.scale = float(scale)
+        self.evaluations = 1 if self.scale == 1.0 else 2  # conditional and unconditional predictions
 
     def wrap(self, denoise: Denoiser, schedule: Schedule) -> Denoiser:
         def mixed(x: Tensor, k: Tensor, cond: Tensor | None = None) -> Prediction:

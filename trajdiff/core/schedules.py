@@ -192,26 +192,10 @@ def build_schedule(config: str | dict[str, Any] | Schedule) -> Schedule:
 def token_coefficients(schedule: Schedule, k: Tensor) -> tuple[Tensor, Tensor]:
     """(alpha, sigma) for per-token levels ``k`` ``[B, T]``, shaped to broadcast against ``[B, T, D]``.
 
-    Computed once per distinct row: a level tensor broadcast over the batch (the sampler's case)
-    is evaluated on one row, and a row whose tokens share one level gives 0-d tensors, so the
-    common full-sequence plan costs what a scalar-level sampler costs.
+    A level tensor broadcast over the batch (a plan row, the sampler's case) is evaluated on its one
+    row, so the coefficients cost what the plan's row costs, not the batch; nothing is cached and
+    nothing is read back to the host.
     """
     row = k[:1] if k.dim() == 2 and k.shape[0] > 1 and k.stride(0) == 0 else k
-    if row.shape[0] == 1:
-        first = row.reshape(-1)[0]
-        if bool((row == first).all()):
-            return _scalar_coefficients(schedule, float(first), k.dtype, k.device)
     alpha, sigma = schedule.alpha_sigma(row)
     return alpha[..., None], sigma[..., None]
-
-
-def _scalar_coefficients(schedule: Schedule, level: float, dtype: torch.dtype, device: torch.device
-                         ) -> tuple[Tensor, Tensor]:
-    """0-d (alpha, sigma) at one level, memoised per schedule (a sampler revisits the same levels)."""
-    cache: dict = schedule.__dict__.setdefault("_scalar_cache", {})
-    key = (level, dtype, device)
-    if key not in cache:
-        if len(cache) > 4096:
-            cache.clear()
-        cache[key] = schedule.alpha_sigma(torch.tensor(level, dtype=dtype, device=device))
-    return cache[key]

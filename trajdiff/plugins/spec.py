@@ -22,6 +22,7 @@ import pluggy
 from torch import Tensor
 
 from trajdiff.core.data import Episodes
+from trajdiff.errors import ConfigError
 
 if TYPE_CHECKING:
     import typer
@@ -34,6 +35,19 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 Cost = Callable[[Tensor], Tensor]
 """A differentiable cost of encoded sequences ``[B, T, D] -> [B]`` (lower is better), for `CostGradient`."""
+
+
+
+class BatchCost(ABC):
+    """A cost that depends on the windows of a batch (their frames and meta, e.g. which agents share a
+    scene), so it is bound to each batch before sampling. `api.sample_futures` binds it per batch."""
+
+    name: str = ""
+
+    @abstractmethod
+    def bind(self, frames: list[dict[str, Any]], meta: list[dict[str, Any]] | None, samples: int) -> Cost:
+        """The cost for one batch: ``frames`` and ``meta`` of its windows, each repeated ``samples`` times."""
+
 
 Projection = Callable[[Tensor], Tensor]
 """A projection of encoded sequences onto a feasible set, ``[B, T, D] -> [B, T, D]``, for `Project`."""
@@ -166,6 +180,42 @@ class Encoder(ABC):
     def state_dict(self) -> dict[str, Any]:
         """A JSON-serializable state; ``Domain.encoder_from_state`` rebuilds the encoder from it."""
 
+    @property
+    def forecast_columns(self) -> list[int] | None:
+        """Indices of the raw columns the model forecasts and that outputs show (None = every column);
+        the others are read as inputs only."""
+        return None
+
+    def encode_history(self, history: np.ndarray, horizon: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """Observed rows ``[history, F]`` -> the tokens ``[T, D]`` of a window whose ``horizon`` further rows
+        are unknown, and its frame. The one convention for an unknown future, used by forecasts and
+        backtests alike: the window is encoded with its last observed row repeated, then the future
+        tokens are zeroed, so that nothing but the history reaches the frame or the tokens. An encoder
+        whose frame would read the padded rows overrides this."""
+        history = np.asarray(history)
+        rows = len(history)
+        window = np.concatenate([history, np.repeat(history[-1:], horizon, axis=0)]) if horizon else history
+        tokens, frame = self.encode(window, rows)
+        tokens = np.array(tokens, copy=True)
+        tokens[rows // self.rows_per_token:] = 0.0
+        return tokens, frame
+
+    def encode_mask(self, mask: np.ndarray) -> np.ndarray:
+        """A cell mask ``[rows, F]`` (true = observed) in token space ``[tokens, D]``, for imputation and
+        anomaly scores. The default holds where each token packs ``rows_per_token`` rows of the F raw
+        columns one to one; an encoder whose features are derived (velocities, angles) overrides it."""
+        per = self.rows_per_token
+        rows, features = mask.shape
+        if self.dim != per * features or rows % per:
+            raise ConfigError(f"{type(self).__name__} does not map cells to token features one to one, so it cannot "
+                              "impute or score cells; its domain does not support imputation")
+        return np.asarray(mask, dtype=bool).reshape(rows // per, per * features)
+
+    def column_scale(self) -> np.ndarray | None:
+        """Each raw column's spread in the training data (e.g. its standard deviation), so that errors of
+        different columns can be compared; None when the encoder keeps none."""
+        return None
+
     def base(self, frame: dict[str, Any]) -> np.ndarray | None:
         """The deterministic forecast of the future rows ``[H, F]`` (user units) that the model refines,
         or None when the encoder has none. `trajdiff.core.calibration` may pull samples towards it."""
@@ -223,7 +273,7 @@ class Domain(ABC):
     def defaults(self) -> ModelDefaults:
         """The default model configuration for this domain."""
 
-    def costs(self) -> dict[str, Cost]:
+    def costs(self) -> dict[str, Cost | BatchCost]:
         """Costs for guided sampling, by name (in addition to those other plugins add)."""
         return {}
 

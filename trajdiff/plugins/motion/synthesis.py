@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trajdiff.core import plans, samplers
+from trajdiff.core import samplers
+from trajdiff.core.conditional import Known, sample_conditional
 from trajdiff.core.guidance import BaseGuide, ClassifierFree, CostGradient
 from trajdiff.core.model import DiffusionModel
 from trajdiff.core.schedules import Schedule
@@ -133,18 +134,15 @@ def sample_forecasts(model: DiffusionModel, encoder: MotionEncoder, contexts: np
                      solver: str = "dpmpp2m", seed: int = 0, extra_guides: Sequence[Any] = ()) -> np.ndarray:
     """Futures for encoded windows ``[N, L, D]`` whose first ``history_tokens`` are observed: ``[S, N, L, D]``.
     ``extra_guides`` (e.g. a `CostGradient` of `guides.root_path_cost`) act before the constraints."""
-    n, length, dim = contexts.shape
-    plan = plans.with_context(plans.full_sequence(length, nfe), slice(0, history_tokens))
-    context = torch.from_numpy(contexts).float().repeat_interleave(samples, dim=0)
-    cond = condition(model, label, len(context))
-    generator = torch.Generator().manual_seed(seed)
-    start = samplers.initial_state(context.shape, plan, model.schedule, context=context, generator=generator)
+    cond = condition(model, label, contexts.shape[0])
     scale = guidance if cond is not None else None
     chosen = forecast_guides(encoder, constraints, costs, scale)
     first = 1 if scale is not None else 0  # classifier-free guidance stays innermost
-    drawn = samplers.sample(model.denoiser(), start, plan, model.schedule, solver=solver, cond=cond,
-                            guides=[*chosen[:first], *extra_guides, *chosen[first:]], generator=generator)
-    return drawn.reshape(n, samples, length, dim).transpose(0, 1).numpy()
+    known = Known.history(torch.from_numpy(contexts).float(), history_tokens)
+    drawn = sample_conditional(model.denoiser(), model.schedule, known, samples=samples, nfe=nfe, solver=solver,
+                               cond=cond, guides=[*chosen[:first], *extra_guides, *chosen[first:]],
+                               generator=torch.Generator().manual_seed(seed))
+    return drawn.numpy()
 
 
 def synthesize(model: DiffusionModel, encoder: MotionEncoder, *, seconds: float, label: str | None = None,

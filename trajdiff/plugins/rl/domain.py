@@ -30,8 +30,8 @@ class RLDomain(Domain):
     def defaults(self) -> ModelDefaults:
         # A 128-step plan (32 tokens of every 4th state), the first token observed; Diffuser used
         # 128 / 256 / 384 steps for maze2d umaze / medium / large. One noise level per window in
-        # training ("shared") matches how plans are sampled; a bidirectional transformer follows the
-        # clean first token and the inpainted goal better than the U-Net did in our runs.
+        # training ("shared") matches how plans are sampled; a bidirectional transformer, which sees the
+        # clean first token and the inpainted goal from every position, is the default network.
         return ModelDefaults(
             history=4, horizon=124,
             network={"kind": "transformer", "dim": None, "width": 64, "depth": 3, "heads": 4},

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trajdiff.core import plans, samplers
+from trajdiff.core.conditional import Known, sample_conditional
 from trajdiff.core.guidance import BaseGuide, CostGradient, Inpaint
 from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.rl.encoder import StateActionEncoder
@@ -264,22 +264,19 @@ class Planner:
         warm = cfg.warm_start and self.plan_tokens is not None and self.plan_plausible
         goal_tokens = self._goal_tokens(warm) if self.goal_task else []
         present, guides = self._conditioning(row, goal_tokens)
-        shape = (cfg.candidates, self.tokens, self.encoder.dim)
+        observed = torch.zeros(self.tokens, dtype=torch.bool)
+        observed[0] = True  # the present state
+        warm_values = None
         if warm:
             shift = self.since_plan // self.skip
             previous = self.plan_tokens[shift:]  # type: ignore[index]
             pad = np.repeat(previous[-1:], self.tokens - len(previous), axis=0)
-            start = torch.from_numpy(np.concatenate([previous, pad])).float()
-            level_plan = plans.full_sequence(self.tokens, cfg.warm_nfe, start=cfg.warm_level)
-        else:
-            start = present.clone()
-            level_plan = plans.full_sequence(self.tokens, cfg.nfe)
-        start[0] = present[0]
-        level_plan = plans.with_context(level_plan, slice(0, 1))
-        x = samplers.initial_state(shape, level_plan, self.model.schedule, context=start[None].expand(*shape),
-                                   generator=self.generator)
-        drawn = samplers.sample(self.denoise, x, level_plan, self.model.schedule, solver=cfg.solver,
-                                guides=guides, generator=self.generator).numpy()
+            warm_values = torch.from_numpy(np.concatenate([previous, pad])).float()[None]
+        drawn = sample_conditional(
+            self.denoise, self.model.schedule, Known(present[None], observed, warm=warm_values),
+            samples=cfg.candidates, nfe=cfg.warm_nfe if warm else cfg.nfe, solver=cfg.solver,
+            plan_options={"start": cfg.warm_level} if warm else None, guides=guides, generator=self.generator,
+        )[:, 0].numpy()
         rows = self.encoder.decode(drawn, {"rows": self.rows, "first": row})  # [C, T, F]
         best = self._choose(rows)
         self.plan_tokens, self.plan_rows = drawn[best], rows[best]

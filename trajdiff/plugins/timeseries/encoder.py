@@ -149,6 +149,10 @@ class SeriesEncoder(Encoder):
             return (self.forecaster.predict(z[: self.history]) - mean) / spread  # type: ignore[union-attr]
         return self.forecaster.predict(local[: self.history])  # type: ignore[union-attr]
 
+    def column_scale(self) -> np.ndarray | None:
+        """Each column's training standard deviation (the normalizer's scale)."""
+        return None if not self.fitted else np.asarray(self._norm().scale, dtype=np.float64)
+
     def _norm(self) -> Normalizer:
         if not self.fitted:
             raise ConfigError("SeriesEncoder is not fitted; call .fit(training_episodes) or use from_state(...)")

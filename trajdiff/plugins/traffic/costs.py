@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from trajdiff.errors import ConfigError
+from trajdiff.plugins.spec import BatchCost
 
 __all__ = ["CollisionCost", "SpeedCost", "collision_penalty", "world_positions"]
 
@@ -78,16 +79,13 @@ def _group_key(meta: dict[str, Any] | None) -> Hashable:
     return (meta.get("scene"), None if times is None or len(times) == 0 else float(np.asarray(times)[-1]))
 
 
-class _BindableCost:
+class _BindableCost(BatchCost):
     name = ""
 
     def __call__(self, x: Tensor) -> Tensor:
         raise ConfigError(f"the traffic cost {self.name!r} needs each window's frame: sample through "
                           "trajdiff.api.forecast / sample_futures(..., frames=...) or call cost.bind(frames, meta, "
                           "samples) first")
-
-    def bind(self, frames: list[dict[str, Any]], meta: list[dict[str, Any]] | None, samples: int) -> Callable:
-        raise NotImplementedError
 
 
 class CollisionCost(_BindableCost):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trajdiff.core import plans, samplers
+from trajdiff.core.conditional import Known, batch_slices, sample_conditional
 from trajdiff.core.guidance import CostGradient
 from trajdiff.errors import ConfigError, ShapeError
 from trajdiff.plugins.traffic.costs import world_positions
@@ -36,8 +36,7 @@ def encode_scene(loaded: Any, windows: np.ndarray) -> tuple[np.ndarray, list[dic
                          f"got {windows.shape}")
     contexts, frames = [], []
     for window in windows:
-        tokens, frame = loaded.encoder.encode(window, d.history)
-        tokens[d.history:] = 0.0
+        tokens, frame = loaded.encoder.encode_history(window[:d.history], d.horizon)
         contexts.append(tokens)
         frames.append(frame)
     return np.stack(contexts).astype(np.float32), frames
@@ -76,27 +75,24 @@ def sample_joint(
     if unknown:
         raise ConfigError(f"unknown traffic cost(s) {unknown}; available: {sorted(available)}")
     order = sorted(range(n), key=lambda i: str(keys[i]))  # keep each group contiguous
-    plan = plans.with_context(plans.full_sequence(length, nfe or d.nfe), slice(0, d.history))
-    denoise = model.denoiser(ema=True)
-    generator = torch.Generator().manual_seed(seed)  # start noise (drawn on the CPU)
-    step_noise = torch.Generator(device=device).manual_seed(seed + 1)  # ancestral steps' noise, where x lives
+    ordered_keys = [keys[i] for i in order]
+    ordered_frames = [frames[i] for i in order]
+
+    def guides(part: slice, count: int) -> list[CostGradient]:
+        meta = [{"group": key, "dt": dt} for key in ordered_keys[part]]
+        return [CostGradient(available[name].bind(ordered_frames[part], meta, count), scale=scale)
+                for name, scale in (costs or {}).items()]
+
+    known = Known.history(torch.from_numpy(np.asarray(contexts, dtype=np.float32)[order]), d.history)
+    x = sample_conditional(
+        model.denoiser(ema=True), model.schedule, known, samples=samples, nfe=nfe or d.nfe, solver=solver or d.solver,
+        guides=guides, generator=torch.Generator().manual_seed(seed),  # start noise, drawn on the CPU
+        step_generator=torch.Generator(device=device).manual_seed(seed + 1),  # ancestral steps' noise, where x lives
+        slices=batch_slices(n, samples, chunk, groups=ordered_keys), device=device,
+    )  # [S, N, T, D] in group order
     out = np.empty((n, samples, length - d.history, 2))
-    lo = 0
-    while lo < n:
-        hi = lo + 1
-        while hi < n and ((hi - lo) * samples < chunk or keys[order[hi]] == keys[order[hi - 1]]):
-            hi += 1
-        idx = order[lo:hi]
-        context = torch.from_numpy(contexts[idx]).repeat_interleave(samples, dim=0)
-        start = samplers.initial_state(context.shape, plan, model.schedule, context=context, generator=generator)
-        part = [frames[i] for i in idx]
-        meta = [{"group": keys[i], "dt": dt} for i in idx]
-        guides = [CostGradient(available[name].bind(part, meta, samples), scale=scale)
-                  for name, scale in (costs or {}).items()]
-        x = samplers.sample(denoise, start.to(device), plan.to(device), model.schedule, solver=solver or d.solver,
-                            guides=guides, generator=step_noise)
-        with torch.no_grad():
-            xy = world_positions(x, [f for f in part for _ in range(samples)])
-        out[idx] = xy.reshape(len(idx), samples, -1, 2).cpu().numpy()
-        lo = hi
+    with torch.no_grad():
+        flat = x.transpose(0, 1).reshape(n * samples, length, -1)
+        xy = world_positions(flat, [f for f in ordered_frames for _ in range(samples)])
+    out[order] = xy.reshape(n, samples, -1, 2).cpu().numpy()
     return out

@@ -35,6 +35,7 @@ from trajdiff.core.guidance import BaseGuide
 from trajdiff.core.parametrize import Prediction
 from trajdiff.core.schedules import Schedule
 from trajdiff.errors import ConfigError
+from trajdiff.plugins.spec import BatchCost
 from trajdiff.plugins.vessel.encoder import VesselEncoder
 from trajdiff.plugins.vessel.geo import load_polygons, signed_distance, to_local
 
@@ -179,7 +180,7 @@ COST_NAMES = {"keep_out": ("keep_out",), "max_speed": ("max_speed_knots",), "max
               "waypoint": ("waypoint",)}
 
 
-class BindableCost:
+class BindableCost(BatchCost):
     """A domain cost whose settings come from episode meta "guide" (loader options) and whose frames come
     from the forecast batch: ``bind(frames, meta, samples)`` returns the cost of that batch."""
 
