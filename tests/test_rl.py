@@ -241,6 +241,17 @@ def test_planning_errors(pendulum_model, tmp_path) -> None:
                     max_steps=2)
     with pytest.raises(ConfigError, match="use a .gif or .png"):
         run_planner(api.load_model(model), "Pendulum-v1", episodes=1, render=tmp_path / "x.mp4")
+    with pytest.raises(ConfigError, match="unknown plan 'zigzag'"):
+        PlannerConfig(plan="zigzag")
+
+
+def test_planner_takes_named_plans(pendulum_model) -> None:
+    """A pyramid plan (near tokens first) plans and acts; its decisions cost at most nfe network evaluations."""
+    _, model = pendulum_model
+    config = PlannerConfig(nfe=12, warm_nfe=6, replan_every=4, candidates=2, plan="pyramid",
+                           plan_options={"delay": 1, "chunk": 4})  # 4 chunks: rows = steps + 3
+    result = run_planner(api.load_model(model), "Pendulum-v1", episodes=1, seed=100, config=config, max_steps=12)
+    assert len(result["returns"]) == 1 and np.isfinite(result["returns"][0])
 
 
 def test_model_of_another_domain_is_refused(tmp_path) -> None:

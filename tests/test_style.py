@@ -58,3 +58,67 @@ def test_the_cli_knows_no_domain() -> None:
                               "trajdiff.plugins.manager.Plugins", "trajdiff.plugins.spec",
                               "trajdiff.plugins.spec.CommandContext"}
     assert "getattr(" not in cli.read_text()
+
+
+LEAVES = {"trajdiff", "trajdiff.errors", "trajdiff.plotting"}  # shared by every layer, import nothing above
+
+
+def _layer(module: str) -> str:
+    """The layer a trajdiff module belongs to: core, plugins, registry (the plugin manager), api, cli or a leaf."""
+    parts = module.split(".")
+    if module in LEAVES or module.startswith("trajdiff.errors.") or module.startswith("trajdiff.plotting."):
+        return "leaf"
+    if parts[:2] == ["trajdiff", "core"]:
+        return "core"
+    if parts[:3] == ["trajdiff", "plugins", "manager"]:
+        return "registry"
+    if parts[:2] == ["trajdiff", "plugins"]:
+        return "plugins"
+    if parts[:2] == ["trajdiff", "api"]:
+        return "api"
+    if parts[:2] in (["trajdiff", "cli"], ["trajdiff", "cli_options"], ["trajdiff", "demo"]):
+        return "cli"
+    raise AssertionError(f"module {module} belongs to no layer; add it to the style test's layers")
+
+
+# Which layers each layer may import: cli -> api -> registry -> plugins -> core; nothing imports upwards,
+# and no domain plugin reaches for the process-wide plugin registry.
+ALLOWED = {
+    "leaf": {"leaf"},
+    "core": {"core", "leaf"},
+    "plugins": {"plugins", "core", "leaf"},
+    "registry": {"registry", "plugins", "core", "leaf"},
+    "api": {"api", "registry", "plugins", "core", "leaf"},
+    "cli": {"cli", "api", "registry", "plugins", "core", "leaf"},
+}
+
+
+def test_every_layer_edge_points_downwards() -> None:
+    offenders = []
+    for path in (ROOT / "trajdiff").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        own = _layer(module)
+        for imported in _imported_modules(path):
+            if not imported.startswith("trajdiff"):
+                continue
+            target = imported
+            while target not in LEAVES and _module_file(target) is None:  # a name imported from a module
+                target = target.rsplit(".", 1)[0]
+            if _layer(target) not in ALLOWED[own]:
+                offenders.append(f"{module} ({own}) imports {target} ({_layer(target)})")
+    assert offenders == []
+
+
+def _module_file(module: str) -> Path | None:
+    base = ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def test_modules_stay_small() -> None:
+    """One job per module: none over about 400 lines."""
+    large = {str(p.relative_to(ROOT)): n for p in (ROOT / "trajdiff").rglob("*.py")
+             if (n := len(p.read_text().splitlines())) > 420}
+    assert large == {}

@@ -13,6 +13,15 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 from trajdiff import __version__
+from trajdiff.cli_options import (
+    HORIZON_HELP,
+    LOAD_OPTION_HELP,
+    PLAN_HELP,
+    PLAN_OPTION_HELP,
+    ROLL_STRIDE_HELP,
+    parse_costs,
+    parse_options,
+)
 from trajdiff.errors import TrajdiffError
 
 if TYPE_CHECKING:
@@ -148,48 +157,6 @@ def datasets_make(
     typer.echo(f"wrote {path}")
 
 
-def _parse_options(values: list[str], flag: str = "--load-option", example: str = "freq=1h or split_columns=true"
-                   ) -> dict[str, object]:
-    """KEY=VALUE pairs for the domain's loader (or encoder); values are read as JSON where they parse
-    (true, 3, "1h")."""
-    import json
-
-    options: dict[str, object] = {}
-    for value in values:
-        key, sep, raw = value.partition("=")
-        if not sep or not key:
-            typer.secho(f"error: {flag} {value!r}: write KEY=VALUE, e.g. {example}", fg="red", err=True)
-            raise typer.Exit(code=2)
-        try:
-            options[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key] = raw
-    return options
-
-
-PLAN_HELP = ("How a window's unknown tokens are denoised: full (all at one noise level), autoregressive (one "
-             "chunk after another), pyramid (near future cleaner than far: Diffusion Forcing) or rolling (a "
-             "staircase of levels: Rolling Diffusion).")
-PLAN_OPTION_HELP = ("Plan option KEY=VALUE (repeatable): chunk=N (tokens per chunk), delay=R (pyramid), "
-                    "window=N (rolling).")
-HORIZON_HELP = ("Rows to forecast (default: the trained horizon). Longer horizons roll the trained window forward, "
-                "the rows so far held clean as history.")
-ROLL_STRIDE_HELP = "Past the trained horizon: rows kept from each window before it rolls on (default: all of them)."
-LOAD_OPTION_HELP = "Loader option KEY=VALUE for the domain (repeatable), e.g. freq=1h, split_columns=true."
-
-
-def _parse_costs(values: list[str]) -> dict[str, float]:
-    costs = {}
-    for value in values:
-        name, _, scale = value.partition("=")
-        try:
-            costs[name] = float(scale) if scale else 1.0
-        except ValueError:
-            typer.secho(f"error: --cost {value!r}: write NAME or NAME=SCALE, e.g. smoothness=0.5", fg="red", err=True)
-            raise typer.Exit(code=2) from None
-    return costs
-
-
 @app.command()
 def train(
     domain: str = typer.Option(..., help="Domain name (see `trajdiff plugins`)."),
@@ -213,11 +180,11 @@ def train(
     """Train a model for a domain on a data file."""
     from trajdiff import api
 
-    encoder = _parse_options(encoder_option, "--encoder-option", "skip=8 or patch=8") or None
+    encoder = parse_options(encoder_option, "--encoder-option", "skip=8 or patch=8") or None
     try:
         summary = api.train(domain, data, out, steps=steps, minutes=minutes, history=history, horizon=horizon,
                             batch_size=batch_size, stride=stride, seed=seed, resume=resume, encoder=encoder,
-                            load_options=_parse_options(load_option), recipe=recipe, device=device)
+                            load_options=parse_options(load_option), recipe=recipe, device=device)
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"trained {summary.domain} model for {summary.steps} steps in {summary.seconds:.0f} s on "
@@ -254,10 +221,10 @@ def forecast(
 
     try:
         result = api.forecast(model, data, samples=samples, nfe=nfe, solver=solver, seed=seed, out=out, plot=plot,
-                              costs=_parse_costs(cost), load_options=_parse_options(load_option), draws=draws,
+                              costs=parse_costs(cost), load_options=parse_options(load_option), draws=draws,
                               antithetic=antithetic, calibrated=not uncalibrated, horizon=horizon,
                               roll_stride=roll_stride, plan=plan,
-                              plan_options=_parse_options(plan_option, "--plan-option", "chunk=2 or window=3"))
+                              plan_options=parse_options(plan_option, "--plan-option", "chunk=2 or window=3"))
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"forecast {len(result.samples)} entit{'y' if len(result.samples) == 1 else 'ies'} "
@@ -295,9 +262,9 @@ def evaluate(
     target = out or model / "evaluation.json"
     try:
         result = api.evaluate(model, data, samples=samples, draws=draws, nfe=nfe, stride=stride,
-                              max_windows=max_windows, seed=seed, out=target, load_options=_parse_options(load_option),
+                              max_windows=max_windows, seed=seed, out=target, load_options=parse_options(load_option),
                               antithetic=antithetic, calibrated=not uncalibrated, horizon=horizon, plan=plan,
-                              plan_options=_parse_options(plan_option, "--plan-option", "chunk=2 or window=3"))
+                              plan_options=parse_options(plan_option, "--plan-option", "chunk=2 or window=3"))
     except TrajdiffError as error:
         _fail(error)
     drawn = f" (of {result['draws']} drawn)" if result["draws"] > result["samples"] else ""
@@ -340,8 +307,8 @@ def calibrate(
     try:
         result = api.calibrate(model, data, samples=samples, nfe=nfe, stride=stride, max_windows=max_windows,
                                seed=seed, level=level, spread=spread, antithetic=antithetic,
-                               load_options=_parse_options(load_option), plan=plan,
-                               plan_options=_parse_options(plan_option, "--plan-option", "chunk=2 or window=3"))
+                               load_options=parse_options(load_option), plan=plan,
+                               plan_options=parse_options(plan_option, "--plan-option", "chunk=2 or window=3"))
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"calibrated on {result['windows']} windows: median weight {result['median_weight']:.1f}, "
@@ -409,7 +376,8 @@ def add_plugin_commands(target: typer.Typer, plugins: Plugins | None = None) -> 
     from trajdiff.plugins.spec import CommandContext
 
     registry = plugins or get_plugins()
-    context = CommandContext(load_model=functools.partial(_load_model, plugins=registry), fail=_fail)
+    context = CommandContext(load_model=functools.partial(_load_model, plugins=registry), fail=_fail,
+                             parse_options=parse_options, plan_help=PLAN_HELP, plan_option_help=PLAN_OPTION_HELP)
     return registry.add_commands(target, context)
 
 

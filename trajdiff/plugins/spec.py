@@ -358,11 +358,16 @@ class CommandContext:
     ``load_model(model_dir, domain=None)`` loads a model directory with the domain it was trained for
     (`trajdiff.api.load_model` bound to the CLI's plugins; ``domain`` checks the model was trained for it).
     ``fail(error)`` reports a `TrajdiffError` the way every trajdiff command does (``error: ...`` on stderr,
-    exit status 2) and does not return.
+    exit status 2) and does not return. ``parse_options(values, flag, example)`` reads repeatable KEY=VALUE
+    options as every trajdiff command does (values as JSON where they parse), e.g. ``--plan-option``.
+    ``plan_help`` and ``plan_option_help`` are the shared help texts of ``--plan`` and ``--plan-option``.
     """
 
     load_model: Callable[..., Any]
     fail: Callable[[Exception], NoReturn]
+    parse_options: Callable[[list[str], str, str], dict[str, Any]] = lambda values, flag, example: {}  # noqa: E731
+    plan_help: str = ""
+    plan_option_help: str = ""
 
 
 class TrajdiffSpec:

@@ -24,8 +24,8 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
         episodes: int = typer.Option(20, min=1, help="Evaluation episodes (reset seeds SEED, SEED+1, ...)."),
         seed: int = typer.Option(0, help="First reset seed."),
         replan_every: int = typer.Option(8, min=1, help="Environment steps between replans."),
-        nfe: int = typer.Option(20, min=1, help="Denoising steps of a plan from scratch."),
-        warm_nfe: int = typer.Option(4, min=1, help="Denoising steps of a warm-started replan."),
+        nfe: int = typer.Option(20, min=1, help="Network evaluations of a plan from scratch."),
+        warm_nfe: int = typer.Option(4, min=1, help="Network evaluations of a warm-started replan."),
         warm_level: float = typer.Option(0.8, min=0.01, max=1.0, help="Noise level a warm start re-noises to."),
         no_warm_start: bool = typer.Option(False, "--no-warm-start", help="Plan every time from pure noise."),
         candidates: int = typer.Option(12, min=1, help="Plans sampled per decision; the plausible one reaching "
@@ -45,6 +45,8 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
         lookahead: int = typer.Option(20, min=0, help="States controller: aim this many steps ahead on the plan."),
         render: Path = typer.Option(None, help="Draw the first episode: .gif (frames) or .png (path and last plan)."),
         out: Path = typer.Option(None, help="Results JSON (default: MODEL/plan-ENV.json)."),
+        plan: str = typer.Option("full", "--plan", help=cli.plan_help),
+        plan_option: list[str] = typer.Option([], help=cli.plan_option_help),
     ) -> None:
         """Plan closed-loop in a gymnasium environment; print returns, normalized scores, success and timing."""
         from trajdiff.plugins.rl.envs import require_rl
@@ -57,7 +59,9 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
             config = PlannerConfig(nfe=nfe, warm_nfe=warm_nfe, warm_level=warm_level, warm_start=not no_warm_start,
                                    replan_every=replan_every, candidates=candidates, controller=controller,
                                    lookahead=lookahead, goal_guidance=goal_guidance, speed_margin=speed_margin,
-                                   support_check=support_check, support_guidance=support_guidance, seed=seed)
+                                   support_check=support_check, support_guidance=support_guidance, seed=seed,
+                                   plan=plan, plan_options=cli.parse_options(plan_option, "--plan-option",
+                                                                             "chunk=4 or delay=2"))
             loaded = cli.load_model(model, domain="rl")
             result = run_planner(loaded, env, episodes=episodes, seed=seed, config=config, render=render,
                                  out=target, progress=True)

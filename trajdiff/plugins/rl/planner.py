@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trajdiff.core.conditional import Known, sample_conditional
+from trajdiff.core.conditional import PLAN_NAMES, Known, sample_conditional
 from trajdiff.core.guidance import BaseGuide, CostGradient, Inpaint
 from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.rl.encoder import StateActionEncoder
@@ -73,6 +73,10 @@ class PlannerConfig:
     support_guidance: float = 0.05
     solver: str = "ddim"
     seed: int = 0
+    plan: str = "full"
+    """How a plan's tokens are denoised (`trajdiff.core.conditional.build_plan`): full, autoregressive, pyramid or
+    rolling; ``nfe`` and ``warm_nfe`` count network evaluations."""
+    plan_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.controller not in ("auto", "states", "actions"):
@@ -80,6 +84,8 @@ class PlannerConfig:
         for name in ("nfe", "warm_nfe", "replan_every", "candidates"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.plan not in PLAN_NAMES:
+            raise ConfigError(f"unknown plan {self.plan!r}; choose one of {', '.join(PLAN_NAMES)}")
         if not 0.0 < self.warm_level <= 1.0:
             raise ConfigError(f"warm_level must be in (0, 1], got {self.warm_level}")
         if self.goal_guidance < 0:
@@ -274,8 +280,9 @@ class Planner:
             warm_values = torch.from_numpy(np.concatenate([previous, pad])).float()[None]
         drawn = sample_conditional(
             self.denoise, self.model.schedule, Known(present[None], observed, warm=warm_values),
-            samples=cfg.candidates, nfe=cfg.warm_nfe if warm else cfg.nfe, solver=cfg.solver,
-            plan_options={"start": cfg.warm_level} if warm else None, guides=guides, generator=self.generator,
+            samples=cfg.candidates, nfe=cfg.warm_nfe if warm else cfg.nfe, solver=cfg.solver, plan=cfg.plan,
+            plan_options={**cfg.plan_options, "start": cfg.warm_level} if warm else cfg.plan_options or None,
+            guides=guides, generator=self.generator,
         )[:, 0].numpy()
         rows = self.encoder.decode(drawn, {"rows": self.rows, "first": row})  # [C, T, F]
         best = self._choose(rows)

@@ -1,0 +1,47 @@
+"""Parsing the command line's repeatable KEY=VALUE options and shared help texts."""
+
+from __future__ import annotations
+
+import typer
+
+
+def parse_options(values: list[str], flag: str = "--load-option", example: str = "freq=1h or split_columns=true"
+                   ) -> dict[str, object]:
+    """KEY=VALUE pairs for the domain's loader (or encoder); values are read as JSON where they parse
+    (true, 3, "1h")."""
+    import json
+
+    options: dict[str, object] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key:
+            typer.secho(f"error: {flag} {value!r}: write KEY=VALUE, e.g. {example}", fg="red", err=True)
+            raise typer.Exit(code=2)
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+PLAN_HELP = ("How a window's unknown tokens are denoised: full (all at one noise level), autoregressive (one "
+             "chunk after another), pyramid (near future cleaner than far: Diffusion Forcing) or rolling (a "
+             "staircase of levels: Rolling Diffusion).")
+PLAN_OPTION_HELP = ("Plan option KEY=VALUE (repeatable): chunk=N (tokens per chunk), delay=R (pyramid), "
+                    "window=N (rolling).")
+HORIZON_HELP = ("Rows to forecast (default: the trained horizon). Longer horizons roll the trained window forward, "
+                "the rows so far held clean as history.")
+ROLL_STRIDE_HELP = "Past the trained horizon: rows kept from each window before it rolls on (default: all of them)."
+LOAD_OPTION_HELP = "Loader option KEY=VALUE for the domain (repeatable), e.g. freq=1h, split_columns=true."
+
+
+def parse_costs(values: list[str]) -> dict[str, float]:
+    costs = {}
+    for value in values:
+        name, _, scale = value.partition("=")
+        try:
+            costs[name] = float(scale) if scale else 1.0
+        except ValueError:
+            typer.secho(f"error: --cost {value!r}: write NAME or NAME=SCALE, e.g. smoothness=0.5", fg="red", err=True)
+            raise typer.Exit(code=2) from None
+    return costs
