@@ -137,6 +137,16 @@ def test_cli_sample_and_forecast_write_motion_files(walks, forecaster, streamer,
     result = runner.invoke(app, ["sample", "--model", str(streamer), "--seconds", "1", "--out",
                                  str(tmp_path / "walk.csv"), "--label", "fly"])
     assert result.exit_code == 2 and "unknown label 'fly'" in result.output
+    result = runner.invoke(app, ["sample", "--model", str(streamer), "--seconds", "1", "--out",
+                                 str(tmp_path / "slow.csv"), "--plan-option", "substeps=3"])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "slow.csv")) == 30
+    for args, message in ((["--plan", "pyramid"], "only the rolling plan"),
+                          (["--plan-option", "window=3"], "takes the option substeps"),
+                          (["--plan-option", "substeps=0"], "substeps must be a whole number >= 1")):
+        result = runner.invoke(app, ["sample", "--model", str(streamer), "--seconds", "1", "--out",
+                                     str(tmp_path / "x.csv"), *args])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     loaded = api.load_model(forecaster, domain="motion")
     assert loaded.encoder.dim == 128 and loaded.defaults.history == HISTORY
     result = runner.invoke(app, ["forecast", "--model", str(forecaster), "--data", str(MB2 / "08" / "08_01.bvh"),

@@ -184,11 +184,13 @@ class MotionDomain(Domain):
 
     def synthesize(self, model: Any, *, seconds: float, label: str | None = None, samples: int = 1,
                    guidance: float = 2.0, seed: int = 0, data: Any = None, out: str | Path | None = None,
-                   constraints: tuple[str, ...] = ("bone_lengths", "ground", "foot_lock")) -> np.ndarray:
+                   constraints: tuple[str, ...] = ("bone_lengths", "ground", "foot_lock"),
+                   substeps: int = 2) -> np.ndarray:
         """Endless synthesis from a loaded model (`api.load_model`): ``samples`` motions of ``seconds`` through
         the rolling plan, conditioned on ``label`` with classifier-free guidance ``guidance``, seeded by the first
         second of a clip of ``data`` (a clip of that label when there is one) or the model's stored seed. Writes
-        ``out`` (.bvh, .csv, .gif, .png) and returns positions ``[samples, frames, 3 J]`` in metres."""
+        ``out`` (.bvh, .csv, .gif, .png) and returns positions ``[samples, frames, 3 J]`` in metres. ``substeps``:
+        solver steps per token that leaves the rolling window (more: smoother, slower)."""
         from trajdiff.plugins.motion.synthesis import synthesize
 
         enc = self.encoder()
@@ -203,7 +205,8 @@ class MotionDomain(Domain):
             matching = [i for i in usable if episodes.meta[i].get("category") == label] or usable
             context = enc.to_tokens(enc.features(episodes.sequences[matching[0]][:frames]))
         motions = synthesize(model, enc, seconds=seconds, label=label,
-                             samples=samples, guidance=guidance, context=context, constraints=constraints, seed=seed)
+                             samples=samples, guidance=guidance, context=context, constraints=constraints, seed=seed,
+                             substeps=substeps)
         if out is not None:
             assert enc.skeleton is not None
             write_motion(Path(out), enc.skeleton, list(motions), enc.fps, enc.unit,
