@@ -19,8 +19,10 @@ from trajdiff.cli_options import (
     PLAN_HELP,
     PLAN_OPTION_HELP,
     ROLL_STRIDE_HELP,
+    THREADS_HELP,
     parse_costs,
     parse_options,
+    set_threads,
 )
 from trajdiff.errors import TrajdiffError
 
@@ -169,22 +171,26 @@ def train(
     batch_size: int = typer.Option(None, min=1, help="Windows per training step."),
     stride: int = typer.Option(None, min=1, help="Step between training windows."),
     seed: int = typer.Option(0, help="Random seed."),
-    resume: bool = typer.Option(False, help="Continue training the model in --out."),
+    resume: bool = typer.Option(False, help="Continue training the model in --out from its last checkpoint (after a "
+                                            "crash or kill, or to train longer); same data and options."),
+    overwrite: bool = typer.Option(False, help="Replace a model that --out already holds."),
     recipe: str = typer.Option(None, help="One of the domain's own training recipes (`trajdiff plugins` lists "
                                           "them), e.g. motion's `stream` model for `trajdiff sample`."),
     device: str = typer.Option(None, help="cpu (default), cuda or cuda:N."),
     load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
     encoder_option: list[str] = typer.Option([], help="Encoder option KEY=VALUE for the domain (repeatable), e.g. "
                                                       "skip=8 (rl: every 8th state a token) or patch=8."),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
     """Train a model for a domain on a data file."""
+    set_threads(threads)
     from trajdiff import api
 
     encoder = parse_options(encoder_option, "--encoder-option", "skip=8 or patch=8") or None
     try:
         summary = api.train(domain, data, out, steps=steps, minutes=minutes, history=history, horizon=horizon,
-                            batch_size=batch_size, stride=stride, seed=seed, resume=resume, encoder=encoder,
-                            load_options=parse_options(load_option), recipe=recipe, device=device)
+                            batch_size=batch_size, stride=stride, seed=seed, resume=resume, overwrite=overwrite,
+                            encoder=encoder, load_options=parse_options(load_option), recipe=recipe, device=device)
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"trained {summary.domain} model for {summary.steps} steps in {summary.seconds:.0f} s on "
@@ -215,8 +221,10 @@ def forecast(
     roll_stride: int = typer.Option(None, min=1, help=ROLL_STRIDE_HELP),
     plan: str = typer.Option("full", help=PLAN_HELP),
     plan_option: list[str] = typer.Option([], help=PLAN_OPTION_HELP),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
     """Forecast every entity in a data file: one row per sample, entity and future step."""
+    set_threads(threads)
     from trajdiff import api
 
     try:
@@ -253,9 +261,11 @@ def evaluate(
     horizon: int = typer.Option(None, min=1, help=HORIZON_HELP),
     plan: str = typer.Option("full", help=PLAN_HELP),
     plan_option: list[str] = typer.Option([], help=PLAN_OPTION_HELP),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
     """Backtest a model on data with known futures; print the domain's metrics beside its baselines (constant
     velocity, last value ...) on the same windows, and write them as JSON."""
+    set_threads(threads)
     from trajdiff import api
     from trajdiff.api.baselines import comparison_table
 
@@ -299,9 +309,11 @@ def calibrate(
     load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
     plan: str = typer.Option("full", help=PLAN_HELP),
     plan_option: list[str] = typer.Option([], help=PLAN_OPTION_HELP),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
     """Calibrate a model's samples on held-out data: how far to trust its median against the encoder's base
     forecast, and how wide to spread; forecast and evaluate apply it from then on (--uncalibrated: not)."""
+    set_threads(threads)
     from trajdiff import api
 
     try:
@@ -327,8 +339,10 @@ def impute(
     samples: int = typer.Option(10, min=1, help="Samples per window; missing cells take their median."),
     nfe: int = typer.Option(None, min=1, help="Network evaluations per window (a Heun step costs two)."),
     seed: int = typer.Option(0, help="Random seed."),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
     """Fill missing cells by inpainting the observed ones; observed values are kept as they are."""
+    set_threads(threads)
     from trajdiff.api import impute as run
 
     try:
@@ -348,8 +362,10 @@ def anomalies(
     samples: int = typer.Option(4, min=1, help="Samples per window."),
     nfe: int = typer.Option(None, min=1, help="Network evaluations per window (a Heun step costs two)."),
     seed: int = typer.Option(0, help="Random seed."),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
     """Anomaly scores: how far each observed value lies from its imputation when hidden (ImDiffusion)."""
+    set_threads(threads)
     from trajdiff.api import anomaly_scores
 
     try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,10 +179,9 @@ def run_demo(
         f"({per_step:.2f} s per step on a {warm.steps}-step warm-up just now) ...")
 
     model_dir = out / "model"
-    torch.manual_seed(seed)  # the network's initial weights come from the global generator
-    with warnings.catch_warnings():  # "holds a model; it will be replaced": rerunning the demo replaces it
-        warnings.filterwarnings("ignore", message=".*holds a model.*")
-        summary = api.train("timeseries", data["train"], model_dir, steps=steps, progress=progress, **options)
+    # rerunning the demo replaces its own model; api.train seeds the network's initial weights
+    summary = api.train("timeseries", data["train"], model_dir, steps=steps, progress=progress,
+                        overwrite=True, **options)
     log(f"  {summary.steps:,} steps on {summary.windows:,} windows in {_clock(summary.seconds)}, "
         f"final loss {summary.final_loss:.4f}")
 

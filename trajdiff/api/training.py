@@ -3,6 +3,8 @@ recipes over it, then the caller's arguments, all run through one path (encoder,
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -21,7 +23,7 @@ from trajdiff.api.loading import (
 from trajdiff.core.data import Episodes
 from trajdiff.core.model import DiffusionModel
 from trajdiff.core.training import TrainConfig, TrainData, Trainer
-from trajdiff.errors import ConfigError, DataError
+from trajdiff.errors import CheckpointError, ConfigError, DataError
 from trajdiff.plugins.manager import Plugins
 from trajdiff.plugins.spec import Domain, ModelDefaults, Recipe, TrainingSet
 
@@ -65,6 +67,7 @@ def train(
     plugins: Plugins | None = None,
     recipe: str | None = None,
     device: str | None = None,
+    overwrite: bool = False,
 ) -> TrainSummary:
     """Trains a model for ``domain`` on ``data`` (what the domain reads, or `Episodes` already loaded) and
     writes the model directory ``out``.
@@ -72,7 +75,14 @@ def train(
     ``recipe`` names one of the domain's training configurations (`Domain.recipes`, e.g. motion's
     "stream"); its settings replace the domain's defaults, and the arguments given here replace both:
     ``network`` the network, ``encoder`` (merged) encoder options. ``minutes`` stops training early.
-    ``device``: "cpu" (default), "cuda" or "cuda:N"; the written model loads on any machine."""
+    ``device``: "cpu" (default), "cuda" or "cuda:N"; the written model loads on any machine.
+
+    Same data, options, ``seed`` and thread count give bit-identical weights on a CPU. ``resume`` continues
+    the checkpoint in ``out`` (written every tenth of the steps and when interrupted) exactly where it
+    stopped, and refuses other data than it was trained on; a folder that holds a model is replaced only
+    with ``overwrite``."""
+    torch.manual_seed(seed)  # before anything draws: the network's initial weights, dropout
+    _check_out(Path(out), resume=resume, overwrite=overwrite)
     registry = registry_or_default(plugins)
     dom = registry.domain(domain)
     chosen = _recipe(dom, recipe)
@@ -109,16 +119,50 @@ def train(
     cond = None
     if labels is not None:
         cond = torch.nn.functional.one_hot(torch.from_numpy(labels), len(defaults.labels)).float()
-    torch.manual_seed(seed)
-    if not resume and Path(out).exists() and (Path(out) / "config.json").exists():
-        warnings.warn(f"{out} holds a model; it will be replaced (pass resume=True to continue it)", stacklevel=2)
+    fingerprint = _fingerprint(x, labels)
+    if resume:
+        _check_same_data(Path(out), fingerprint)
     trainer = Trainer(model, TrainData(torch.from_numpy(x), cond=cond), config, out_dir=out, resume=resume,
                       metadata={"windows": int(x.shape[0]), "episodes": len(episodes),
-                                "skipped_episodes": too_short})
+                                "skipped_episodes": too_short, "data_sha256": fingerprint})
     result = trainer.fit()
     final = float(np.mean(result.losses[-50:])) if result.losses else float("nan")
     return TrainSummary(Path(out), dom.name, result.step, result.seconds, final, int(x.shape[0]), too_short,
                         result.stopped_early)
+
+
+def _check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """A model folder is continued only with ``resume`` and replaced only with ``overwrite``."""
+    holds_model = (out / "config.json").is_file()
+    if resume and overwrite:
+        raise ConfigError("choose one of --resume (continue the model in the folder) and --overwrite (replace it)")
+    if resume and not holds_model:
+        raise ConfigError(f"nothing to resume in {out}: it holds no checkpoint (config.json); train without --resume "
+                          "to start a new model there")
+    if holds_model and not resume and not overwrite:
+        raise ConfigError(f"{out} already holds a model: pass --resume to continue training it, --overwrite to "
+                          "replace it, or choose another --out")
+
+
+def _fingerprint(x: np.ndarray, labels: np.ndarray | None) -> str:
+    """sha256 of the training windows (and their labels): what a resumed run must train on again."""
+    digest = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    digest.update(str(x.shape).encode())
+    if labels is not None:
+        digest.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _check_same_data(out: Path, fingerprint: str) -> None:
+    """Resuming with other data (or other windowing options) than the checkpoint was trained on is an error."""
+    try:
+        saved = json.loads((out / "config.json").read_text()).get("metadata", {}).get("data_sha256")
+    except (OSError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"cannot read {out / 'config.json'} to resume: {error}") from None
+    if saved is not None and saved != fingerprint:
+        raise DataError(f"{out} was trained on other data (or other --history/--horizon/--stride/encoder options) "
+                        f"than this run would use (training windows' sha256 {saved[:12]} vs {fingerprint[:12]}); "
+                        "resume with the same data and options, or train a new model with --overwrite")
 
 
 def _recipe(dom: Domain, name: str | None) -> Recipe | None:

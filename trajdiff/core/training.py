@@ -344,7 +344,8 @@ class Trainer:
                 tensors={
                     "weights": self.model.network.state_dict(),
                     "ema": self.model.ema.state_dict(),
-                    "trainer": {"rng": self.generator.get_state(), "losses": torch.tensor(self.losses)},
+                    "trainer": {"rng": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                                "losses": torch.tensor(self.losses)},
                 },
                 optimizer=self.optimizer,
                 metrics={"step": self.step, "loss": self.losses[-1] if self.losses else None},
@@ -370,6 +371,8 @@ class Trainer:
         trainer_state = checkpoint.tensors.get("trainer", {})
         if "rng" in trainer_state and self.world == 1:
             self.generator.set_state(trainer_state["rng"])
+        if "torch_rng" in trainer_state and self.world == 1:  # dropout draws from the process-wide generator
+            torch.set_rng_state(trainer_state["torch_rng"])
         if "losses" in trainer_state:
             self.losses = [float(v) for v in trainer_state["losses"]]
         self.step = checkpoint.step
