@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from trajdiff.core import plans
+from trajdiff.core.schedules import build_schedule
 from trajdiff.errors import PlanError
 
 
@@ -88,8 +89,84 @@ def test_warm_start_plan_begins_at_the_given_level() -> None:
         (lambda: plans.validate_plan(torch.tensor([[1.5], [0.0]])), r"in \[0, 1\]"),
         (lambda: plans.validate_plan(torch.ones(3)), r"\[S\+1, T\]"),
         (lambda: plans.validate_plan(plans.full_sequence(4, 2), horizon=6), "covers 4 tokens but the sequence has 6"),
+        (lambda: plans.full_sequence(4, 10, spacing="logsnr"), "needs? the schedule|pass schedule="),
+        (lambda: plans.full_sequence(4, 10, spacing="cubic", schedule=build_schedule("flow")), "unknown spacing"),
+        (lambda: plans.spacing_levels(10, "logsnr", build_schedule("flow"), band=(2.0, 1.0)), "low < high"),
     ],
 )
 def test_bad_plans_are_clear_errors(make, message: str) -> None:
     with pytest.raises(PlanError, match=message):
         make()
+
+
+def _lam(schedule, levels: torch.Tensor) -> torch.Tensor:
+    alpha, sigma = schedule.alpha_sigma(levels)
+    return torch.log(alpha) - torch.log(sigma)
+
+
+@pytest.mark.parametrize("name", ["cosine", "linear", "edm", "flow"])
+def test_logsnr_spacing_walks_one_band_evenly_under_every_schedule(name: str) -> None:
+    """10 steps: from level 1 into log(alpha/sigma) = -3, 8 equal steps to +3, then to 0, whatever the
+    schedule; the band widens like log(steps) (+-6 at 100 steps) and starts at level 1 once it reaches
+    the schedule's start."""
+    schedule = build_schedule(name)
+    plan = plans.full_sequence(3, 10, spacing="logsnr", schedule=schedule)
+    _is_plan(plan, 3)
+    assert plan.shape == (11, 3) and torch.all(plan == plan[:, :1])
+    lam = _lam(schedule, plan[1:-1, 0])
+    torch.testing.assert_close(lam, torch.linspace(-3, 3, 9, dtype=torch.float64), rtol=0, atol=1e-9)
+    wide = _lam(schedule, plans.full_sequence(1, 100, spacing="logsnr", schedule=schedule)[1:-1, 0])
+    steps = wide[1:] - wide[:-1]
+    top = min(6.0, float(_lam(schedule, torch.tensor(plans.LEVEL_FLOOR, dtype=torch.float64))))
+    assert abs(float(wide[-1]) - top) < 1e-9 and torch.allclose(steps, steps[:1], atol=1e-8)
+    if name == "cosine":  # lambda(1) = -7.5 > -9 at 1000 steps: even steps from level 1 itself
+        grid = _lam(schedule, plans.full_sequence(1, 1000, spacing="logsnr", schedule=schedule)[:-1, 0])
+        assert abs(float(grid[0]) + 7.5) < 1e-6 and torch.allclose(grid[1:] - grid[:-1], grid[1:2] - grid[:1])
+
+
+def test_logsnr_spacing_from_a_warm_start_inside_the_band() -> None:
+    schedule = build_schedule("cosine")
+    plan = plans.full_sequence(2, 6, start=0.5, spacing="logsnr", schedule=schedule)
+    assert float(plan[0, 0]) == 0.5 and float(plan[-1, 0]) == 0.0
+    lam = _lam(schedule, plan[:-1, 0])
+    torch.testing.assert_close(lam[1:] - lam[:-1], torch.full((5,), float(lam[-1] - lam[0]) / 5, dtype=torch.float64))
+    clean = plans.full_sequence(1, 10, start=0.01, spacing="logsnr", schedule=schedule)  # cleaner than the band
+    _is_plan(clean / 0.01, 1)
+    lam = _lam(schedule, clean[:-1, 0])
+    torch.testing.assert_close(lam[-1] - lam[0], torch.tensor(6.0, dtype=torch.float64))
+    torch.testing.assert_close(lam[1:] - lam[:-1], torch.full((9,), 6.0 / 9, dtype=torch.float64))
+
+
+def test_karras_spacing_gives_edm_sigmas() -> None:
+    """sigma / alpha = (80^(1/7) + i/9 (0.002^(1/7) - 80^(1/7)))^7, i = 1..9, after the start; under
+    the EDM schedule (sigma(1) = 80) that is its uniform plan of 9 steps, plus a step to 0."""
+    i = torch.arange(1, 10, dtype=torch.float64)
+    expected = (80 ** (1 / 7) + i / 9 * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7
+    for name in ("cosine", "edm"):
+        schedule = build_schedule(name)
+        plan = plans.full_sequence(1, 10, spacing="karras", schedule=schedule)[:, 0]
+        alpha, sigma = schedule.alpha_sigma(plan[1:-1])
+        torch.testing.assert_close(sigma / alpha, expected, rtol=1e-7, atol=0)  # EDM's last: sigma(1e-9)
+        assert float(plan[0]) == 1.0 and float(plan[-1]) == 0.0
+    edm = plans.full_sequence(1, 10, spacing="karras", schedule=build_schedule("edm"))[:-1, 0]
+    torch.testing.assert_close(edm[:-1], plans.full_sequence(1, 9)[:-1, 0], rtol=0, atol=1e-9)
+
+
+def test_spacing_keeps_the_shape_of_staggered_plans_and_the_default() -> None:
+    """Every token walks the same spaced levels, shifted by its delay, so pyramids stay pyramids; the
+    uniform spacing is the plan as before, bit for bit."""
+    schedule = build_schedule("cosine")
+    walk = plans.spacing_levels(8, "logsnr", schedule).flip(0)
+    plan = plans.pyramid(4, 8, uncertainty=2, spacing="logsnr", schedule=schedule)
+    _is_plan(plan, 4)
+    for token in range(4):
+        column = plan[:, token]
+        moving = column[(column < 1) | (torch.arange(len(column)) == 2 * token)]
+        assert torch.equal(column[2 * token: 2 * token + 9], walk) and torch.equal(moving[:9], walk)
+    assert torch.all(plan[:, 1:] >= plan[:, :-1])  # near future cleaner than far future
+    for make in (lambda **kw: plans.full_sequence(5, 7, **kw), lambda **kw: plans.pyramid(5, 6, 1.5, **kw),
+                 lambda **kw: plans.rolling(5, 3, 2, **kw), lambda **kw: plans.autoregressive(5, 3, 2, **kw)):
+        assert torch.equal(make(), make(spacing="uniform"))
+    fractional = plans.pyramid(3, 8, uncertainty=2.5, spacing="logsnr", schedule=schedule)
+    plans.validate_plan(fractional, 3)
+    assert torch.equal(fractional[:, 0], torch.cat([walk, torch.zeros(fractional.shape[0] - 9, dtype=torch.float64)]))

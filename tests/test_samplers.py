@@ -15,7 +15,7 @@ from trajdiff.core.ode import sample_ode
 from trajdiff.core.schedules import build_schedule
 from trajdiff.errors import ConfigError, DataError, PlanError, ShapeError, TrajdiffError
 
-SOLVERS = ["ddpm", "ddim", "dpmpp2m", "euler", "heun"]
+SOLVERS = ["ddpm", "ddim", "dpmpp2m", "euler", "heun", "dpmpp3m", "unipc"]
 SCHEDULES = ["cosine", "linear", "edm", "flow"]
 
 
@@ -150,7 +150,8 @@ def test_tokens_whose_level_does_not_change_are_bit_identical(solver) -> None:
 
 @pytest.mark.parametrize(
     ("plan_name", "solver"),
-    [("full", "ddim"), ("pyramid", "ddim"), ("pyramid", "dpmpp2m"), ("autoregressive", "ddpm"), ("rolling", "heun")],
+    [("full", "ddim"), ("pyramid", "ddim"), ("pyramid", "dpmpp2m"), ("autoregressive", "ddpm"), ("rolling", "heun"),
+     ("pyramid", "unipc"), ("rolling", "dpmpp3m")],
 )
 def test_plans_with_context_sample_the_exact_conditional(plan_name, solver) -> None:
     """Tokens 0-2 observed, tokens 3-7 sampled: the samples follow the Gaussian conditional."""
@@ -181,7 +182,7 @@ def test_plans_with_context_sample_the_exact_conditional(plan_name, solver) -> N
     assert out.shape == (6000, future)
 
 
-@pytest.mark.parametrize("solver", ["ddim", "dpmpp2m"])
+@pytest.mark.parametrize("solver", ["ddim", "dpmpp2m", "unipc"])
 def test_stream_keeps_producing_correct_tokens_past_the_horizon(gaussian, solver) -> None:
     mean, cov = gaussian
     schedule = build_schedule("cosine")
