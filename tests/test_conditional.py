@@ -149,3 +149,21 @@ def test_rolled_ar1_forecast_keeps_the_exact_conditional_law() -> None:
     lag = np.corrcoef(got[:, trained - 1], got[:, trained])[0, 1]
     var_a, var_b = expected_var[trained - 1], expected_var[trained]
     assert abs(lag - rho * np.sqrt(var_a / var_b)) < 0.05
+
+
+def test_spacing_is_a_plan_option_that_needs_the_schedule() -> None:
+    observed = torch.tensor([True, False, False, False])
+    schedule = build_schedule("cosine")
+    uniform = build_plan("full", observed, 10, solver="unipc")
+    logsnr = build_plan("full", observed, 10, solver="unipc", options={"spacing": "logsnr"}, schedule=schedule)
+    assert uniform.shape == logsnr.shape and not torch.allclose(uniform, logsnr)
+    assert torch.all(logsnr[:, 0] == 0) and logsnr[-1, 1:].eq(0).all()
+    with pytest.raises(ConfigError, match="pass schedule="):
+        build_plan("full", observed, 10, options={"spacing": "logsnr"})
+    with pytest.raises(ConfigError, match="spacing must be one of"):
+        build_plan("full", observed, 10, options={"spacing": "cubic"}, schedule=schedule)
+    known, mean, cov = _ar1_known(2, 4, 1)
+    denoise = batched_joint_gaussian_denoiser(mean[:, None], cov, schedule)
+    out = sample_conditional(denoise, schedule, known, samples=2, nfe=10, solver="unipc",
+                             plan_options={"spacing": "logsnr"}, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(out).all() and torch.equal(out[:, :, 0], known.values[None, :, 0].expand(2, -1, -1))

@@ -79,6 +79,7 @@ def build_plan(
     solver: str | Solver = "dpmpp2m",
     guides: Sequence[Guide] = (),
     options: dict[str, Any] | None = None,
+    schedule: Schedule | None = None,
 ) -> Tensor:
     """A plan ``[S+1, T]`` over the tokens not in ``observed`` (held at level 0), by name or as given.
 
@@ -88,7 +89,8 @@ def build_plan(
     ``pyramid`` (chunk g starts ``delay`` rows after chunk g-1; default a quarter of the steps, so the
     near future is cleaner than the far one: Diffusion Forcing); ``rolling`` (a staircase over ``window``
     tokens, default half the unknown tokens: Rolling Diffusion). ``start`` (every name, default 1)
-    begins from a partly noised warm start.
+    begins from a partly noised warm start. ``spacing`` (every name, default ``uniform``; ``logsnr`` or
+    ``karras`` need ``schedule``) places each token's levels (`plans` module docstring).
     """
     options = dict(options or {})
     horizon = observed.shape[0]
@@ -103,7 +105,7 @@ def build_plan(
     unknown = int((~observed).sum())
     if unknown == 0:
         raise ConfigError("every token is known: there is nothing to sample")
-    make = _plan_family(plan, unknown, options)
+    make = _plan_family(plan, unknown, options, schedule)
 
     def placed(steps: int) -> Tensor:
         inner = make(steps)
@@ -123,27 +125,34 @@ def build_plan(
                       f"with solver {get_solver(solver).name}; got nfe={nfe}: raise nfe or use larger chunks")
 
 
-def _plan_family(name: str, unknown: int, options: dict[str, Any]) -> Callable[[int], Tensor]:
+def _plan_family(name: str, unknown: int, options: dict[str, Any], schedule: Schedule | None
+                 ) -> Callable[[int], Tensor]:
     start = float(options.pop("start", 1.0))
     chunk = int(options.pop("chunk", 1))
     if chunk < 1:
         raise ConfigError(f"plan option chunk must be >= 1, got {chunk}")
+    spacing = str(options.pop("spacing", "uniform"))
+    if spacing not in plan_lib.SPACINGS:
+        raise ConfigError(f"plan option spacing must be one of {', '.join(plan_lib.SPACINGS)}, got {spacing!r}")
+    if spacing != "uniform" and schedule is None:
+        raise ConfigError(f"plan option spacing={spacing} places levels by the model's schedule: pass schedule=")
+    spaced = {"spacing": spacing, "schedule": schedule}
     if name == "full":
-        make = lambda steps: plan_lib.full_sequence(unknown, steps, start=start)  # noqa: E731
+        make = lambda steps: plan_lib.full_sequence(unknown, steps, start=start, **spaced)  # noqa: E731
     elif name == "autoregressive":
-        make = lambda steps: plan_lib.staggered(unknown, steps, float(steps), chunk, start)  # noqa: E731
+        make = lambda steps: plan_lib.staggered(unknown, steps, float(steps), chunk, start, **spaced)  # noqa: E731
     elif name == "pyramid":
         delay = options.pop("delay", None)
         if delay is not None and float(delay) < 0:
             raise ConfigError(f"plan option delay must be >= 0, got {delay}")
         make = lambda steps: plan_lib.staggered(  # noqa: E731
-            unknown, steps, float(delay) if delay is not None else max(steps / 4.0, 1.0), chunk, start)
+            unknown, steps, float(delay) if delay is not None else max(steps / 4.0, 1.0), chunk, start, **spaced)
     else:
         window = int(options.pop("window", max(1, unknown // 2)))
         if window < 1:
             raise ConfigError(f"plan option window must be >= 1, got {window}")
         make = lambda substeps: plan_lib.staggered(  # noqa: E731
-            unknown, window * substeps, float(substeps), 1, start)
+            unknown, window * substeps, float(substeps), 1, start, **spaced)
     if options:
         raise ConfigError(f"plan {name!r} does not take the options {sorted(options)}")
     return make
@@ -208,7 +217,8 @@ def sample_conditional(
         raise ShapeError(f"cond has {cond.shape[0]} rows for {n} sequences; pass one per sequence")
     step = get_solver(solver)
     probe = guides(slice(0, min(n, 1)), samples) if callable(guides) else guides
-    levels = build_plan(plan, known.tokens, nfe, solver=step, guides=probe, options=plan_options)
+    levels = build_plan(plan, known.tokens, nfe, solver=step, guides=probe, options=plan_options,
+                        schedule=schedule)
     step_generator = step_generator if step_generator is not None else generator
     values = known.values
     start_values = torch.where(known.tokens[None, :, None], values,
