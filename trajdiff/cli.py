@@ -79,7 +79,8 @@ def demo(
 
 @app.command()
 def plugins() -> None:
-    """List the domains, costs and data sets that installed plugins provide, and plugins that failed."""
+    """List the domains, costs and data sets that installed plugins provide, names that several plugins claim
+    (pick one as PACKAGE:NAME), and plugins that failed."""
     from trajdiff.plugins.manager import get_plugins
 
     registry = get_plugins()
@@ -93,10 +94,15 @@ def plugins() -> None:
             where = f"[{row.plugin} from {row.package}]"
             target = f" (domain {row.domain})" if kind != "domain" and row.domain else ""
             summary = f"  {row.summary}" if row.summary else ""
-            typer.echo(f"  {row.name:<18}{where}{target}{summary}")
+            typer.echo(f"  {row.choice or row.name:<18}{where}{target}{summary}")
             if kind == "domain":
-                for recipe, what in registry.domain(row.name).recipes().items():
+                for recipe, what in registry.domain(row.choice or row.name).recipes().items():
                     typer.echo(f"  {'':<18}--recipe {recipe}: {what.description}")
+    collisions = registry.collisions()
+    if collisions:
+        typer.secho("Names several plugins provide (name one as PACKAGE:NAME)", bold=True, fg=typer.colors.YELLOW)
+        for collision in collisions:
+            typer.echo(f"  {collision}")
     if registry.failures:
         typer.secho("Plugins that failed", bold=True, fg=typer.colors.YELLOW)
         for failure in registry.failures:

@@ -13,6 +13,7 @@ from trajdiff.core.calibration import Calibration
 from trajdiff.core.data import Episodes
 from trajdiff.core.model import DiffusionModel
 from trajdiff.errors import CheckpointError, ConfigError, DataError
+from trajdiff.plugins.identity import same_package
 from trajdiff.plugins.manager import Plugins, get_plugins
 from trajdiff.plugins.spec import Domain, Encoder, ModelDefaults
 
@@ -91,19 +92,66 @@ class LoadedModel:
     plugins: Plugins = field(default_factory=get_plugins)  # the registry the domain came from (costs)
 
 
+def provenance(registry: Plugins, domain: Domain) -> dict[str, str]:
+    """What a model records in its config's ``extra`` about the plugin of its ``domain``: the plugin (entry-point
+    name), its distribution package and the package's version ("" where unknown)."""
+    plugin, package, version = registry.owner(domain)
+    return {"plugin": plugin, "package": package, "package_version": version}
+
+
 def load_model(model_dir: str | Path, *, domain: str | None = None, plugins: Plugins | None = None) -> LoadedModel:
-    """Loads a model directory and the domain it was trained for (checked against ``domain`` if given),
-    bound to the model's own encoder (`Domain.with_encoder`)."""
+    """Loads a model directory and the domain it was trained for, bound to the model's own encoder
+    (`Domain.with_encoder`). ``domain`` (``name`` or ``package:name``), if given, must be the model's domain.
+
+    A model loads only with the plugin package that wrote it (``package`` and ``package_version`` in its
+    config's ``extra``): where several plugins provide its domain's name, the recorded package is used (as if
+    asked for ``package:name``); where the recorded package is not installed, or ``domain`` names another
+    package, a `ConfigError` names the recorded package and version and what is installed. Another version of
+    the recorded package is allowed, and reported as a `PluginVersionWarning` once per pair of versions
+    (per plugins registry, so once per process for the command line). Models written before versions were
+    recorded load as before: by domain name, the recorded package (if any) choosing among plugins that share
+    the name."""
     model = DiffusionModel.load(model_dir)
     trained_for = model.extra.get("domain")
     if trained_for is None:
         raise CheckpointError(f"{model_dir} was not trained for a domain (no 'domain' in config.json extra); "
                               "train it with `trajdiff train --domain ...`")
-    if domain is not None and domain != trained_for:
-        raise ConfigError(f"{model_dir} was trained for domain {trained_for!r}, not {domain!r}; "
+    qualifier, _, asked = domain.rpartition(":") if domain is not None else ("", "", None)
+    if asked is not None and asked != trained_for:
+        raise ConfigError(f"{model_dir} was trained for domain {trained_for!r}, not {asked!r}; "
                           f"use a model trained with --domain {domain}")
     registry = registry_or_default(plugins)
-    dom = registry.domain(trained_for)
+    dom = registry.domain(_recorded_domain(model_dir, model.extra, qualifier, registry))
     encoder = dom.encoder_from_state(model.extra["encoder"])
     defaults = ModelDefaults(**model.extra["defaults"])
     return LoadedModel(model, dom.with_encoder(encoder), encoder, defaults, Calibration.load(model_dir), registry)
+
+
+def _recorded_domain(model_dir: str | Path, extra: dict[str, Any], qualifier: str, registry: Plugins) -> str:
+    """The name (plain or ``package:name``) that picks the domain a model was written with; see `load_model`."""
+    name, package, plugin = extra["domain"], extra.get("package"), extra.get("plugin")
+    providers = registry.domain_providers(name)
+    if "package_version" not in extra:  # written before models recorded their plugin's version: as before
+        if qualifier:
+            return f"{qualifier}:{name}"
+        mine = [choice for choice, provider in providers if same_package(provider.package, package)]
+        return mine[0] if len(providers) > 1 and len(mine) == 1 else name
+    version = extra["package_version"]
+    written = f"package {package}" + (f" {version}" if version else "") + f" (plugin {plugin!r})"
+    if qualifier and not (same_package(qualifier, package) or qualifier == plugin):
+        raise ConfigError(f"{model_dir} was written with domain {name!r} from {written}, not from {qualifier!r}; "
+                          f"load it with --domain {package}:{name}, or without naming a package")
+    mine = [(choice, provider) for choice, provider in providers if same_package(provider.package, package)]
+    if len(mine) > 1:
+        mine = [(choice, provider) for choice, provider in mine if provider.plugin == plugin] or mine[:1]
+    if not mine:
+        installed = ", ".join(str(provider) for _, provider in providers) or "none"
+        raise ConfigError(f"{model_dir} was written with domain {name!r} from {written}, which is not installed; "
+                          f"installed plugins that provide {name!r}: {installed}. Install {package}"
+                          + (f"=={version}" if version else "") + " to load this model")
+    choice, provider = mine[0]
+    if version and provider.version and provider.version != version:
+        registry.warn_once(f"{model_dir} was written with domain {name!r} from {written}; loading it with "
+                           f"{provider.package} {provider.version}, which may read it differently (warned once "
+                           "for every model of that version)", key=f"{package} {version} -> {provider.version}")
+    return choice

@@ -18,6 +18,7 @@ from trajdiff.api.loading import (
     context_tokens,
     encode_windows,
     make_encoder,
+    provenance,
     registry_or_default,
 )
 from trajdiff.core.data import Episodes
@@ -104,8 +105,7 @@ def train(
     defaults = replace(defaults, network=dict(net))
     extra: dict[str, Any] = {
         "domain": dom.name,
-        "plugin": registry.domain_plugin(dom.name),
-        "package": registry.packages.get(registry.domain_plugin(dom.name), ""),
+        **provenance(registry, dom),  # the plugin, package and version that wrote the model
         "encoder": fitted.state_dict(),
         "defaults": asdict(defaults),
         "trajdiff_version": __version__,

@@ -24,6 +24,14 @@ taken, so a broken plugin adds nothing and is reported by name. Plugin commands 
 `trajdiff.api` or `trajdiff.cli`: plugins stay below the api and cli layers with no exception to
 the layering rule, and a third-party command loads models exactly as the built-in ones do.
 
+Identity (`trajdiff.plugins.identity`): every domain, cost and data set is kept with its `Provider`, the
+plugin, distribution package and version behind it. Two plugins that claim one name both stay: neither
+replaces the other (nor a built-in), the plain name becomes an error that names both packages and the
+qualified choices, ``package:name`` picks one wherever a name is accepted (`domain`, `costs`, `dataset`),
+and `collisions` lists them for ``trajdiff plugins``. `owner` says which plugin provides a domain, for
+messages that blame a plugin; `api.train` records it in the model, and `api.load_model` loads a model
+only with the package that wrote it.
+
 Set ``TRAJDIFF_DISABLE_PLUGIN_AUTOLOAD=1`` to load only the plugins that ship with trajdiff.
 """
 
@@ -31,13 +39,24 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from trajdiff.errors import TrajdiffError
+from trajdiff.plugins.checks import contract_problem, cost_table_problem, safe_call
+from trajdiff.plugins.identity import (
+    AmbiguousName,
+    Choices,
+    Collision,
+    Entry,
+    PluginError,
+    Provider,
+    UnknownName,
+    installed_version,
+)
 from trajdiff.plugins.spec import (
     ENTRY_POINT_GROUP,
     PROJECT,
@@ -45,8 +64,6 @@ from trajdiff.plugins.spec import (
     Cost,
     DatasetCard,
     Domain,
-    ModelDefaults,
-    Recipe,
     TrajdiffSpec,
 )
 
@@ -56,10 +73,8 @@ if TYPE_CHECKING:
 DISABLE_AUTOLOAD_ENV = "TRAJDIFF_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PACKAGE = "trajdiff"
 HOOKS = ("trajdiff_domains", "trajdiff_costs", "trajdiff_datasets", "trajdiff_commands")
-
-
-class PluginError(TrajdiffError, LookupError):
-    """A domain, cost or data set was asked for that no working plugin provides."""
+__all__ = ["AmbiguousName", "Collision", "Contribution", "PluginError", "PluginFailure", "PluginVersionWarning",
+           "Plugins", "Provider", "UnknownName", "get_plugins", "reset_plugins"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +91,8 @@ class PluginFailure:
 
 @dataclass(frozen=True)
 class Contribution:
-    """One thing a plugin provides, for listings: a domain, a cost or a data set."""
+    """One thing a plugin provides, for listings: a domain, a cost or a data set. ``choice`` is the name that
+    picks it (``package:name`` where several plugins provide ``name``)."""
 
     kind: str
     name: str
@@ -84,6 +100,12 @@ class Contribution:
     package: str
     summary: str = ""
     domain: str = ""
+    choice: str = ""
+    version: str = ""
+
+
+class PluginVersionWarning(UserWarning):
+    """A model was written by another version of its domain's plugin package than the one installed."""
 
 
 class Plugins:
@@ -94,11 +116,13 @@ class Plugins:
         self.manager.add_hookspecs(TrajdiffSpec)
         self.failures: list[PluginFailure] = []
         self.packages: dict[str, str] = {}
+        self.versions: dict[str, str] = {}
         if autoload is None:
             autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in ("1", "true", "yes")
         self.autoload = autoload
-        self._domains: dict[str, Domain] | None = None
-        self._domain_plugin: dict[str, str] = {}
+        self._domains: Choices[Domain] | None = None
+        self._datasets: Choices[DatasetCard] | None = None
+        self._warned: set[str] = set()
         if load_entry_points:
             self._load_entry_points()
 
@@ -114,10 +138,13 @@ class Plugins:
             except Exception as exc:  # any import-time failure is the plugin's, not ours
                 self._fail(entry.name, package, f"failed to import {entry.value}: {type(exc).__name__}: {exc}")
                 continue
-            self.register(plugin, entry.name, package)
+            self.register(plugin, entry.name, package, entry.dist.version if entry.dist is not None else "")
 
-    def register(self, plugin: object, name: str, package: str = "registered in code") -> bool:
-        """Registers a plugin object or module; returns False (and records why) if it is unusable."""
+    def register(self, plugin: object, name: str, package: str = "registered in code",
+                 version: str | None = None) -> bool:
+        """Registers a plugin object or module as plugin ``name`` of distribution ``package`` at ``version``
+        (None: the installed version of ``package``, or "" if it is not installed); returns False (and records
+        why) if it is unusable."""
         if name in self.packages:
             self._fail(name, package, f"another plugin named {name!r} (package {self.packages[name]}) "
                                       "is already registered; rename one entry point")
@@ -133,11 +160,26 @@ class Plugins:
             self._fail(name, package, f"does not match the hook specifications: {exc}")
             return False
         self.packages[name] = package
-        self._domains = None
+        self.versions[name] = installed_version(package) if version is None else version
+        self._domains = self._datasets = None
         return True
 
+    def provider(self, plugin: str) -> Provider:
+        """The plugin, its package and the package's version."""
+        return Provider(plugin, self.packages.get(plugin, "unknown"), self.versions.get(plugin, ""))
+
     def _fail(self, plugin: str, package: str, reason: str) -> None:
-        self.failures.append(PluginFailure(plugin, package, reason))
+        failure = PluginFailure(plugin, package, reason)
+        if failure not in self.failures:  # hooks are asked again (costs per domain): report each problem once
+            self.failures.append(failure)
+
+    def warn_once(self, message: str, key: str | None = None) -> None:
+        """Warns ``message`` (a `PluginVersionWarning`) the first time these plugins are told it, or anything
+        with the same ``key``."""
+        key = message if key is None else key
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, PluginVersionWarning, stacklevel=3)
 
     # -- calling hooks one plugin at a time ---------------------------------------------------------
 
@@ -158,6 +200,16 @@ class Plugins:
             self._fail(impl.plugin_name, self.packages.get(impl.plugin_name, "unknown"),
                        f"{hook} raised {type(exc).__name__}: {exc}")
             return False, None
+
+    def _listed(self, plugin: str, hook: str, value: Any, what: str) -> list[Any]:
+        """A hook's list result; anything else is reported once (a string is not a list of its characters)."""
+        if value is None:
+            return []
+        if not isinstance(value, (list, tuple)):
+            self._fail(plugin, self.packages.get(plugin, "unknown"),
+                       f"{hook} must return a list of {what}, not {type(value).__name__}")
+            return []
+        return list(value)
 
     def add_commands(self, app: typer.Typer, cli: CommandContext) -> dict[str, str]:
         """Lets every plugin add commands to ``app`` through ``trajdiff_commands``; returns command name ->
@@ -194,130 +246,156 @@ class Plugins:
                 added[name] = plugin
         return added
 
-    def domains(self) -> dict[str, Domain]:
-        """All working domains by name (the contract is checked once per process)."""
+    # -- domains -----------------------------------------------------------------------------------
+
+    def domains(self) -> Choices[Domain]:
+        """All working domains, keyed by the name that picks each (``package:name`` where names collide);
+        the contract is checked once per process. See `Choices` for looking names up."""
         if self._domains is None:
-            found: dict[str, Domain] = {}
+            entries: list[Entry[Domain]] = []
             for plugin, value in self._call("trajdiff_domains"):  # in registration order
-                package = self.packages.get(plugin, "unknown")
-                for domain in value or []:
-                    problem = _contract_problem(domain)
-                    if problem is None and domain.name in found:
-                        problem = (f"domain name {domain.name!r} is already provided by plugin "
-                                   f"{self._domain_plugin[domain.name]!r}")
+                for domain in self._listed(plugin, "trajdiff_domains", value, "Domain instances"):
+                    problem = contract_problem(domain)
+                    if problem is None and any(e.name == domain.name and e.provider.plugin == plugin for e in entries):
+                        problem = f"trajdiff_domains returns two domains named {domain.name!r}"
                     if problem is not None:
-                        self._fail(plugin, package, problem)
+                        self._fail(plugin, self.packages.get(plugin, "unknown"), problem)
                         continue
-                    found[domain.name] = domain
-                    self._domain_plugin[domain.name] = plugin
-            self._domains = found
-        return dict(self._domains)
+                    entries.append(Entry(domain.name, domain, self.provider(plugin)))
+            self._domains = Choices("domain", entries)
+        return self._domains
 
     def domain(self, name: str) -> Domain:
-        """The domain called ``name``; a clear error lists what exists and what failed to load."""
-        domains = self.domains()
-        if name in domains:
-            return domains[name]
-        message = f"no domain named {name!r}; available: {sorted(domains) or 'none'}"
+        """The domain called ``name`` (or ``package:name``). A name two plugins provide raises `AmbiguousName`
+        with both packages and the qualified choices; an unknown one lists what exists and what failed."""
+        return self._domain_entry(name).item
+
+    def _domain_entry(self, name: str) -> Entry[Domain]:
+        try:
+            return self.domains().pick(name)
+        except UnknownName as error:
+            message = str(error)
         if self.failures:
             message += ". Plugins that failed to load: " + "; ".join(str(f) for f in self.failures)
-        raise PluginError(message + ". Run `trajdiff plugins` to see what is installed.")
+        raise UnknownName(message + ". Run `trajdiff plugins` to see what is installed.")
+
+    def owner(self, domain: Domain | str) -> Provider:
+        """Who provides a domain: ``(plugin, package, version)`` (a `Provider`; version "" if unknown).
+
+        ``domain`` is a name as `domain` takes it (plain, or ``package:name``) or a Domain instance: one the
+        registry holds, or one made from it by `Domain.with_encoder` (a loaded model's). Meant for messages
+        that must name the plugin behind a domain, e.g. the command line's one-line report of an exception
+        raised inside a domain's methods (its loader, encoder ...): ``plugin 'acme' (package acme-plugin 1.2):
+        data.csv: <message>``. Raises `PluginError` when no plugin provides it, `AmbiguousName` for a plain name
+        several plugins provide."""
+        if isinstance(domain, str):
+            return self._domain_entry(domain).provider
+        entry = self._owner_entry(domain)
+        if entry is None:
+            self.domains().pick(domain.name)  # raises: no provider, or several that the instance cannot tell apart
+            raise PluginError(f"no plugin provides this {type(domain).__name__} instance of domain {domain.name!r}")
+        return entry.provider
+
+    def _owner_entry(self, domain: Domain) -> Entry[Domain] | None:
+        named = self.domains().candidates(domain.name)
+        for test in (lambda e: e.item is domain, lambda e: type(e.item) is type(domain), lambda e: True):
+            found = [entry for entry in named if test(entry)]
+            if len(found) == 1:
+                return found[0]
+        return None
 
     def domain_plugin(self, name: str) -> str:
-        self.domains()
-        return self._domain_plugin[name]
+        """The plugin (entry-point name) that provides domain ``name``."""
+        return self.owner(name).plugin
 
-    def costs(self, domain: Domain | str) -> dict[str, Cost]:
-        """The domain's own costs plus those any plugin adds to it through ``trajdiff_costs``."""
-        domain = self.domain(domain) if isinstance(domain, str) else domain
-        costs = dict(_safe_call(domain.costs) or {})
+    def domain_providers(self, name: str) -> list[tuple[str, Provider]]:
+        """Every provider of the plain domain ``name``, each with the name that picks it (empty if none)."""
+        return self.domains().providers(name)
+
+    # -- costs -------------------------------------------------------------------------------------
+
+    def costs(self, domain: Domain | str) -> Choices[Cost]:
+        """The domain's own costs plus those any plugin adds to it through ``trajdiff_costs``, keyed as `domains`
+        keys domains: a cost name two plugins provide is kept from both and picked as ``package:cost``."""
+        entry = self._domain_entry(domain) if isinstance(domain, str) else self._owner_entry(domain)
+        instance = entry.item if isinstance(domain, str) and entry is not None else domain
+        assert isinstance(instance, Domain)
+        return self._costs(instance, entry, self.domains().choice(entry) if entry is not None else instance.name)
+
+    def _costs(self, domain: Domain, owner: Entry[Domain] | None, label: str) -> Choices[Cost]:
+        own = owner.provider if owner is not None else Provider(f"domain {domain.name}", "", "")
+        entries = [Entry(name, cost, own) for name, cost in (safe_call(domain.costs) or {}).items()]
         for plugin, value in self._call("trajdiff_costs", domain=domain):
             if value is None:
                 continue
-            if not isinstance(value, dict) or not all(isinstance(k, str) and callable(v) for k, v in value.items()):
-                self._fail(plugin, self.packages.get(plugin, "unknown"),
-                           "trajdiff_costs must return a dict of name -> callable cost")
+            problem = cost_table_problem(value)
+            if problem is not None:
+                self._fail(plugin, self.packages.get(plugin, "unknown"), problem)
                 continue
-            costs.update(value)
-        return costs
+            for name, cost in value.items():
+                if any(e.name == name and e.provider.plugin == plugin for e in entries):
+                    self._fail(plugin, self.packages.get(plugin, "unknown"), f"trajdiff_costs adds cost {name!r} to "
+                               f"domain {label!r}, which the same plugin already provides")
+                    continue
+                entries.append(Entry(name, cost, self.provider(plugin)))
+        return Choices("cost", entries, scope=f" of domain {label!r}")
+
+    def _all_costs(self) -> list[tuple[str, Choices[Cost]]]:
+        return [(label, self._costs(entry.item, entry, label)) for label, entry in self.domains().entries()]
 
     def cost_contributions(self) -> list[Contribution]:
-        rows = []
-        for name, domain in self.domains().items():
-            own_plugin = self._domain_plugin[name]
-            for cost in sorted(_safe_call(domain.costs) or {}):
-                rows.append(Contribution("cost", cost, own_plugin, self.packages.get(own_plugin, ""), domain=name))
-            for plugin, value in self._call("trajdiff_costs", domain=domain):
-                for cost in sorted(value or {}) if isinstance(value, dict) else []:
-                    rows.append(Contribution("cost", cost, plugin, self.packages.get(plugin, ""), domain=name))
-        return rows
+        return [_row("cost", choice, entry, domain=label)
+                for label, costs in self._all_costs() for choice, entry in costs.entries()]
 
-    def datasets(self) -> dict[str, DatasetCard]:
-        """All data set cards by name."""
-        cards: dict[str, DatasetCard] = {}
-        self._dataset_plugin: dict[str, str] = {}
-        for plugin, value in self._call("trajdiff_datasets"):
-            for card in value or []:
-                if not isinstance(card, DatasetCard):
-                    self._fail(plugin, self.packages.get(plugin, "unknown"),
-                               f"trajdiff_datasets returned {type(card).__name__}, not a DatasetCard")
-                    continue
-                cards[card.name] = card
-                self._dataset_plugin[card.name] = plugin
-        return cards
+    # -- data sets ---------------------------------------------------------------------------------
+
+    def datasets(self) -> Choices[DatasetCard]:
+        """All data set cards, keyed as `domains` keys domains."""
+        if self._datasets is None:
+            entries: list[Entry[DatasetCard]] = []
+            for plugin, value in self._call("trajdiff_datasets"):
+                for card in self._listed(plugin, "trajdiff_datasets", value, "DatasetCard"):
+                    if not isinstance(card, DatasetCard):
+                        problem = f"trajdiff_datasets returned {type(card).__name__}, not a DatasetCard"
+                    elif any(e.name == card.name and e.provider.plugin == plugin for e in entries):
+                        problem = f"trajdiff_datasets returns two data sets named {card.name!r}"
+                    else:
+                        entries.append(Entry(card.name, card, self.provider(plugin)))
+                        continue
+                    self._fail(plugin, self.packages.get(plugin, "unknown"), problem)
+            self._datasets = Choices("data set", entries)
+        return self._datasets
 
     def dataset(self, name: str) -> DatasetCard:
-        cards = self.datasets()
-        if name not in cards:
-            raise PluginError(f"no data set named {name!r}; available: {sorted(cards) or 'none'} "
-                              "(run `trajdiff datasets list`)")
-        return cards[name]
+        """The data set card called ``name`` (or ``package:name``); errors as `domain`'s."""
+        try:
+            return self.datasets()[name]
+        except UnknownName as error:
+            raise UnknownName(f"{error} (run `trajdiff datasets list`)") from None
+
+    # -- listings ----------------------------------------------------------------------------------
+
+    def collisions(self) -> list[Collision]:
+        """Every name that several plugins provide: domains, costs (per domain) and data sets. Each names the
+        providers' packages and the ``package:name`` that picks each; none of them replaces another."""
+        found = self.domains().collisions()
+        for _, costs in self._all_costs():
+            found += costs.collisions()
+        return found + self.datasets().collisions()
 
     def contributions(self) -> list[Contribution]:
         """Everything the plugins provide, with the plugin and package each comes from."""
-        rows = [Contribution("domain", name, self._domain_plugin[name],
-                             self.packages.get(self._domain_plugin[name], ""), domain.summary, name)
-                for name, domain in sorted(self.domains().items())]
+        rows = [_row("domain", choice, entry, entry.item.summary, choice)
+                for choice, entry in sorted(self.domains().entries(), key=lambda pair: pair[0])]
         rows += self.cost_contributions()
-        cards = self.datasets()
-        rows += [Contribution("dataset", name, self._dataset_plugin[name],
-                              self.packages.get(self._dataset_plugin[name], ""), card.summary, card.domain)
-                 for name, card in sorted(cards.items())]
+        rows += [_row("dataset", choice, entry, entry.item.summary, entry.item.domain)
+                 for choice, entry in sorted(self.datasets().entries(), key=lambda pair: pair[0])]
         return rows
 
 
-def _safe_call(fn: Any) -> Any:
-    try:
-        return fn()
-    except Exception:
-        return None
-
-
-def _contract_problem(domain: object) -> str | None:
-    """Why ``domain`` breaks the Domain contract, or None if it keeps it."""
-    if not isinstance(domain, Domain):
-        return f"trajdiff_domains returned {type(domain).__name__}, which is not a trajdiff Domain subclass"
-    if not isinstance(domain.name, str) or not domain.name or not domain.name.replace("_", "").replace(
-            "-", "").isalnum():
-        return f"domain {domain!r} needs a non-empty name of letters, digits, '-' or '_'"
-    try:
-        defaults = domain.defaults()
-    except Exception as exc:
-        return f"domain {domain.name!r}: defaults() raised {type(exc).__name__}: {exc}"
-    if not isinstance(defaults, ModelDefaults):
-        return f"domain {domain.name!r}: defaults() must return ModelDefaults, got {type(defaults).__name__}"
-    if defaults.history < 0 or defaults.horizon < 1:
-        return f"domain {domain.name!r}: defaults() needs history >= 0 and horizon >= 1"
-    for method in ("costs", "constraints", "metrics", "recipes"):
-        try:
-            value = getattr(domain, method)()
-        except Exception as exc:
-            return f"domain {domain.name!r}: {method}() raised {type(exc).__name__}: {exc}"
-        if not isinstance(value, dict):
-            return f"domain {domain.name!r}: {method}() must return a dict, got {type(value).__name__}"
-        if method == "recipes" and not all(isinstance(recipe, Recipe) for recipe in value.values()):
-            return f"domain {domain.name!r}: recipes() must map names to trajdiff Recipe objects"
-    return None
+def _row(kind: str, choice: str, entry: Entry[Any], summary: str = "", domain: str = "") -> Contribution:
+    plugin, package, version = entry.provider
+    return Contribution(kind, entry.name, plugin, package, summary, domain, choice, version)
 
 
 @functools.lru_cache(maxsize=1)

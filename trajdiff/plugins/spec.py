@@ -376,16 +376,19 @@ class TrajdiffSpec:
 
     @hookspec
     def trajdiff_domains(self) -> list[Domain]:
-        """Return the domains this plugin contributes (instances of `Domain` with unique names)."""
+        """Return a list of the domains this plugin contributes (`Domain` instances, names unique within the
+        plugin). A name another plugin also provides replaces neither: users pick one as ``package:name``."""
 
     @hookspec
     def trajdiff_costs(self, domain: Domain) -> dict[str, Cost]:
         """Return extra costs for ``domain`` (a plugin may add costs to any domain, its own or another's),
-        keyed by cost name; return an empty dict or None for domains it does not extend."""
+        keyed by cost name; return an empty dict or None for domains it does not extend. A cost name the domain
+        or another plugin already has is kept from both and picked as ``package:cost``."""
 
     @hookspec
     def trajdiff_datasets(self) -> list[DatasetCard]:
-        """Return the named data sets this plugin can load or generate."""
+        """Return a list of the named data sets (`DatasetCard`) this plugin can load or generate; a name
+        another plugin also provides is picked as ``package:name``."""
 
     @hookspec
     def trajdiff_commands(self, app: typer.Typer, cli: CommandContext) -> None:
