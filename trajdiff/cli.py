@@ -14,6 +14,7 @@ import typer
 
 from trajdiff import __version__
 from trajdiff.cli_options import (
+    COST_HELP,
     HORIZON_HELP,
     LOAD_OPTION_HELP,
     PLAN_HELP,
@@ -220,7 +221,7 @@ def forecast(
                                     "the model, with a steadier median and mean (needs an even number)."),
     uncalibrated: bool = typer.Option(False, help="Ignore the calibration stored by `trajdiff calibrate`."),
     plot: Path = typer.Option(None, help="Also write a plot (.png)."),
-    cost: list[str] = typer.Option([], help="Guide with a cost: NAME or NAME=SCALE (repeatable)."),
+    cost: list[str] = typer.Option([], help=COST_HELP),
     seed: int = typer.Option(0, help="Random seed."),
     load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
     horizon: int = typer.Option(None, min=1, help=HORIZON_HELP),

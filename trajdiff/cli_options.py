@@ -35,14 +35,24 @@ ROLL_STRIDE_HELP = "Past the trained horizon: rows kept from each window before 
 LOAD_OPTION_HELP = "Loader option KEY=VALUE for the domain (repeatable), e.g. freq=1h, split_columns=true."
 
 
+COST_HELP = ("Guide with a cost: NAME or NAME=SCALE (repeatable; SCALE from 0 to 100, default 1). The scale is the "
+             "step the cost's gradient takes on the normalized sample (unit spread) at every network evaluation: "
+             "0 is off, about 0.01-10 is useful; larger steps overshoot and diverge, so more than 100 is refused.")
+
+
 def parse_costs(values: list[str]) -> dict[str, float]:
+    """``--cost NAME[=SCALE]`` values -> {name: scale}, each scale checked (`trajdiff.api.checks.check_costs`)."""
+    from trajdiff.api.checks import check_costs
+    from trajdiff.errors import ConfigError
+
     costs = {}
     for value in values:
         name, _, scale = value.partition("=")
         try:
-            costs[name] = float(scale) if scale else 1.0
-        except ValueError:
-            typer.secho(f"error: --cost {value!r}: write NAME or NAME=SCALE, e.g. smoothness=0.5", fg="red", err=True)
+            costs.update(check_costs({name: float(scale) if scale else 1.0}))
+        except ValueError as error:  # not a number (float) or out of range (ConfigError)
+            reason = error if isinstance(error, ConfigError) else "write NAME or NAME=SCALE, e.g. smoothness=0.5"
+            typer.secho(f"error: --cost {value!r}: {reason}", fg="red", err=True)
             raise typer.Exit(code=2) from None
     return costs
 

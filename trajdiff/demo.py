@@ -33,6 +33,7 @@ from torch import Tensor
 
 from trajdiff import api
 from trajdiff.api.baselines import comparison_table
+from trajdiff.api.checks import check_seed
 
 __all__ = ["DEFAULT", "QUICK", "DemoResult", "DemoSize", "lorenz_frame", "lorenz_trajectories", "run_demo"]
 
@@ -155,6 +156,7 @@ def run_demo(
     ``evaluation.json`` and ``forecast.png``. The table depends only on the arguments, the torch
     build and the thread count (set with ``torch.set_num_threads`` before calling)."""
     started = time.monotonic()
+    seed = check_seed(seed)  # before anything is written
     size = QUICK if quick else DEFAULT
     steps = size.steps if steps is None else steps
     out = Path(out_dir)

@@ -25,3 +25,11 @@ class ConfigError(TrajdiffError, ValueError):
 
 class CheckpointError(TrajdiffError, OSError):
     """A model directory is missing, truncated, corrupt or from an incompatible version."""
+
+
+class CalibrationError(CheckpointError):
+    """A model directory's calibration.json is invalid, unrecorded or does not match its recorded checksum."""
+
+
+class SampleError(TrajdiffError, ValueError):
+    """Sampling produced values that cannot be a forecast (NaN, infinities, absurd magnitudes)."""

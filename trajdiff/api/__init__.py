@@ -10,7 +10,8 @@ does everything data-specific: loading, encoding into a local normalized frame a
     api.calibrate("runs/etth1", "validation.csv", spread=False, antithetic=True)   # stored, applied from now on
     scores = api.evaluate("runs/etth1", "test.csv", antithetic=True)
 
-The modules, read top-down: `loading` (model directories, encoders, windows), `training`, `sampling`
+The modules, read top-down: `checks` (arguments, a model's stored defaults and the samples, checked where
+they enter and before anything is written), `loading` (model directories, encoders, windows), `training`, `sampling`
 (futures for encoded contexts), `forecasting`, `backtesting` (evaluate, calibrate), `imputation`
 (impute, anomaly scores), `output` (files) and `plots`.
 """

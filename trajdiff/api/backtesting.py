@@ -4,6 +4,7 @@ a calibration (`calibrate`)."""
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,19 +13,28 @@ import numpy as np
 import pandas as pd
 
 from trajdiff.api.baselines import baseline_context, compare_baselines
+from trajdiff.api.checks import (
+    check_count,
+    check_draws,
+    check_level,
+    check_required,
+    check_seed,
+    check_writable,
+)
 from trajdiff.api.loading import LoadedModel, load_model, window_index
 from trajdiff.api.output import write_json
 from trajdiff.api.sampling import (
     apply_calibration,
-    check_draws,
+    check_decoded,
     check_horizon,
     encoder_bases,
     forecast_histories,
     keep_representatives,
 )
+from trajdiff.core.calibration import FILE as CALIBRATION_FILE
 from trajdiff.core.calibration import coverage, fit_calibration
 from trajdiff.core.data import Episodes
-from trajdiff.errors import DataError
+from trajdiff.errors import CalibrationError, DataError
 from trajdiff.plugins.manager import Plugins
 
 
@@ -49,7 +59,9 @@ def backtest(loaded: LoadedModel, episodes: Episodes, *, samples: int, nfe: int 
     window forward, see `forecast_histories`), step ``stride`` (default the horizon), at most ``max_windows``
     evenly spread, forecast from its history alone: raw samples, before any calibration."""
     d = loaded.defaults
-    horizon = horizon or d.horizon
+    samples, seed = check_required(samples, "samples"), check_seed(seed)
+    stride, max_windows = check_count(stride, "stride"), check_count(max_windows, "max_windows")
+    horizon = check_horizon(loaded, horizon)
     index, too_short = window_index(episodes, d.history + horizon, stride or horizon)
     if max_windows is not None and len(index) > max_windows:
         index = [index[i] for i in np.linspace(0, len(index) - 1, max_windows).round().astype(int)]
@@ -91,10 +103,13 @@ def evaluate(
     ``calibrated``, ``horizon`` (rows; past the trained horizon the window rolls forward) and ``plan`` as in
     `forecast`."""
     started = time.monotonic()
+    samples, nfe, stride = check_count(samples, "samples"), check_count(nfe, "nfe"), check_count(stride, "stride")
+    max_windows, seed = check_count(max_windows, "max_windows"), check_seed(seed)
+    check_writable(out, "out")
     loaded = load_model(model_dir, plugins=plugins)
     d = loaded.defaults
-    samples = samples or d.samples
-    check_draws(draws, samples)
+    samples = d.samples if samples is None else samples
+    draws = check_draws(draws, samples)
     episodes = loaded.domain.load(data, **(load_options or {}))
     horizon = check_horizon(loaded, horizon)
     run = backtest(loaded, episodes, samples=draws or samples, nfe=nfe, solver=solver, stride=stride,
@@ -102,6 +117,7 @@ def evaluate(
                    plan_options=plan_options)
     calibrated = calibrated and horizon == d.horizon  # a calibration is fitted on the trained horizon
     decoded = apply_calibration(loaded, run.futures, run.frames, calibrated)
+    check_decoded(loaded, decoded, [run.histories, run.truth], calibrated, model_dir)
     if draws is not None and draws > samples:
         decoded = keep_representatives(loaded.domain, decoded, run.columns, samples, seed=seed)
     scores = {name: float(metric(decoded, run.truth)) for name, metric in loaded.domain.metrics().items()}
@@ -155,14 +171,17 @@ def calibrate(
     by MSE, then (with ``spread``) the factor on the spread that makes the central ``level`` interval
     cover that share of ``data``. Returns the calibration with MSE and coverage before and after."""
     started = time.monotonic()
-    loaded = load_model(model_dir, plugins=plugins)
-    samples = samples or loaded.defaults.samples
+    samples, nfe, stride = check_count(samples, "samples", 2), check_count(nfe, "nfe"), check_count(stride, "stride")
+    max_windows, seed, level = check_count(max_windows, "max_windows"), check_seed(seed), check_level(level)
+    loaded = _load_replacing_invalid_calibration(model_dir, plugins)
+    samples = loaded.defaults.samples if samples is None else samples
     episodes = loaded.domain.load(data, **(load_options or {}))
     run = backtest(loaded, episodes, samples=samples, nfe=nfe, solver=solver, stride=stride, max_windows=max_windows,
                    seed=seed, antithetic=antithetic, plan=plan, plan_options=plan_options)
     if len(run.truth) < 10:
         raise DataError(f"calibration needs at least 10 held-out windows; {data} gives {len(run.truth)} of "
                         f"{loaded.defaults.length} rows (lower --stride, or give a longer validation period)")
+    check_decoded(loaded, run.futures, [run.histories, run.truth], False, model_dir, what="the held-out forecasts")
     keep = loaded.encoder.forecast_columns
     futures, truth = (run.futures[..., keep], run.truth[..., keep]) if keep else (run.futures, run.truth)
     bases = encoder_bases(loaded.encoder, run.frames)
@@ -182,3 +201,15 @@ def calibrate(
             "mse_before": mse(futures / std), "mse_after": mse(after),
             "coverage_before": coverage(futures, truth, level), "coverage_after": coverage(after, truth / std, level),
             "seconds": time.monotonic() - started}
+
+
+def _load_replacing_invalid_calibration(model_dir: str | Path, plugins: Plugins | None) -> LoadedModel:
+    """`load_model` for `calibrate`: a stored calibration that is invalid (edited, unrecorded, out of range) is
+    what calibrating replaces, so it is removed (with a warning) instead of stopping the run."""
+    try:
+        return load_model(model_dir, plugins=plugins)
+    except CalibrationError as error:
+        reason = str(error).split("; calibrate again")[0]
+        warnings.warn(f"calibrate replaces an invalid calibration: {reason}", stacklevel=3)
+        (Path(model_dir) / CALIBRATION_FILE).unlink()
+        return load_model(model_dir, plugins=plugins)

@@ -11,19 +11,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trajdiff.api.loading import (
-    load_model,
-)
+from trajdiff.api.checks import check_costs, check_count, check_draws, check_seed, check_writable
+from trajdiff.api.loading import load_model
 from trajdiff.api.output import write_forecast
 from trajdiff.api.plots import plot_forecasts
 from trajdiff.api.sampling import (
     apply_calibration,
-    check_draws,
+    check_decoded,
     check_horizon,
     forecast_histories,
     keep_representatives,
 )
-from trajdiff.errors import DataError
+from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.manager import Plugins
 
 
@@ -74,10 +73,14 @@ def forecast(
     ``pyramid``, ``rolling``; ``plan_options`` such as ``chunk``, ``delay``, ``window``).
     """
     started = time.monotonic()
+    samples, nfe, seed = check_count(samples, "samples"), check_count(nfe, "nfe"), check_seed(seed)
+    costs, roll_stride = check_costs(costs), check_count(roll_stride, "roll_stride")
+    check_writable(out, "out")
+    check_writable(plot, "plot")
     loaded = load_model(model_dir, plugins=plugins)
     d = loaded.defaults
-    samples = samples or d.samples
-    check_draws(draws, samples)
+    samples = d.samples if samples is None else samples
+    draws = check_draws(draws, samples)
     episodes = loaded.domain.load(data, **(load_options or {}))
     horizon = check_horizon(loaded, horizon)
     observed, kept, skipped = [], [], []
@@ -103,7 +106,9 @@ def forecast(
     by_entity: dict[str, np.ndarray] = {}
     truths: dict[str, np.ndarray] = {}  # a domain may put the known future in meta "future" (rows after the data)
     histories: dict[str, np.ndarray] = {}
-    decoded = apply_calibration(loaded, decoded, frames, calibrated and horizon == d.horizon)
+    applied = calibrated and horizon == d.horizon
+    decoded = apply_calibration(loaded, decoded, frames, applied)
+    check_decoded(loaded, decoded, observed, applied, model_dir)
     decoded = decoded[..., keep] if keep else decoded
     if draws is not None and draws > samples:
         decoded = keep_representatives(loaded.domain, decoded, names, samples, seed=seed)
@@ -130,7 +135,10 @@ def forecast(
     if out is not None:
         write_forecast(loaded.domain, table, out, histories, by_entity, episodes.columns)
     if plot is not None:
-        if loaded.domain.plot_forecasts(Path(plot), histories, by_entity, names, truths=truths or None) is None:
-            full = {entity: known for entity, known in truths.items() if len(known) == horizon}
-            plot_forecasts(histories, by_entity, names, plot, truths=full or None)
+        try:
+            if loaded.domain.plot_forecasts(Path(plot), histories, by_entity, names, truths=truths or None) is None:
+                full = {entity: known for entity, known in truths.items() if len(known) == horizon}
+                plot_forecasts(histories, by_entity, names, plot, truths=full or None)
+        except OSError as error:
+            raise ConfigError(f"cannot write plot {plot}: {error.strerror or error}; choose another path") from error
     return ForecastResult(table, by_entity, histories, skipped, time.monotonic() - started)

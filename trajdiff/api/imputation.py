@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trajdiff.api.checks import check_count, check_required, check_samples, check_seed, check_writable, guide_cause
 from trajdiff.api.loading import LoadedModel, context_tokens, load_model
 from trajdiff.api.output import write_table
 from trajdiff.core.conditional import Known, sample_conditional
@@ -92,6 +93,7 @@ def _sample_inpainted(loaded: LoadedModel, batch: _Batch, samples: int, nfe: int
     drawn = sample_conditional(denoise, model.schedule, known, samples=samples, nfe=nfe,
                                solver=loaded.defaults.solver, generator=torch.Generator().manual_seed(seed),
                                batch_limit=max(1, len(batch.tokens)) * samples)
+    check_samples(drawn.numpy(), cause=guide_cause(None), what="the inpainted samples")
     return drawn.numpy()
 
 
@@ -122,6 +124,8 @@ def impute(
     missing ones imputed) and ``<column>_imputed`` flags.
     """
     started = time.monotonic()
+    samples, nfe, seed = check_required(samples, "samples"), check_count(nfe, "nfe"), check_seed(seed)
+    check_writable(out, "out")
     loaded = load_model(model_dir, plugins=plugins)
     context_tokens(loaded.encoder, loaded.defaults)
     episodes = loaded.domain.load(data, **(load_options or {}))
@@ -187,6 +191,9 @@ def anomaly_scores(
     columns) and ``<column>_score``.
     """
     started = time.monotonic()
+    samples, nfe, seed = check_required(samples, "samples"), check_count(nfe, "nfe"), check_seed(seed)
+    grating = check_count(grating, "grating")
+    check_writable(out, "out")
     loaded = load_model(model_dir, plugins=plugins)
     d = loaded.defaults
     context_tokens(loaded.encoder, d)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from trajdiff.api.checks import validate_defaults
 from trajdiff.core.calibration import Calibration
 from trajdiff.core.data import Episodes
 from trajdiff.core.model import DiffusionModel
@@ -123,7 +124,7 @@ def load_model(model_dir: str | Path, *, domain: str | None = None, plugins: Plu
     registry = registry_or_default(plugins)
     dom = registry.domain(_recorded_domain(model_dir, model.extra, qualifier, registry))
     encoder = dom.encoder_from_state(model.extra["encoder"])
-    defaults = ModelDefaults(**model.extra["defaults"])
+    defaults = validate_defaults(model.extra.get("defaults"), Path(model_dir) / "config.json")
     return LoadedModel(model, dom.with_encoder(encoder), encoder, defaults, Calibration.load(model_dir), registry)
 
 

@@ -22,8 +22,11 @@ def write_forecast(
     path = Path(path)
     if "".join(path.suffixes[-2:]).lower().endswith(TABLE_SUFFIXES):
         return write_table(table, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    written = domain.write_forecast(path, histories, futures, columns)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written = domain.write_forecast(path, histories, futures, columns)
+    except OSError as error:
+        raise _unwritable(path, error) from error
     if written is None:
         raise ConfigError(f"cannot write {path}: use a .csv, .csv.gz or .parquet file name (domain {domain.name!r} "
                           f"writes no {path.suffix or 'extension-less'} files)")
@@ -33,14 +36,17 @@ def write_forecast(
 def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     """Writes a table as CSV or Parquet, by extension."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes[-2:]).lower()
-    if suffix.endswith((".parquet", ".pq")):
-        table.to_parquet(path, index=False)
-    elif suffix.endswith((".csv", ".csv.gz")):
-        table.to_csv(path, index=False)
-    else:
+    if not suffix.endswith(TABLE_SUFFIXES):
         raise ConfigError(f"cannot write {path}: use a .csv, .csv.gz or .parquet file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix.endswith((".parquet", ".pq")):
+            table.to_parquet(path, index=False)
+        else:
+            table.to_csv(path, index=False)
+    except OSError as error:
+        raise _unwritable(path, error) from error
     return path
 
 
@@ -48,5 +54,12 @@ def write_json(result: dict[str, Any], out: str | Path | None) -> None:
     if out is not None:
         import json
 
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2))
+        try:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(json.dumps(result, indent=2))
+        except OSError as error:
+            raise _unwritable(Path(out), error) from error
+
+
+def _unwritable(path: Path, error: OSError) -> ConfigError:
+    return ConfigError(f"cannot write {path}: {error.strerror or error}; choose another path")

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trajdiff.api.checks import check_costs, check_count, check_required, check_samples, check_seed, guide_cause
 from trajdiff.api.loading import (
     LoadedModel,
     context_tokens,
@@ -48,6 +49,9 @@ def sample_futures(
     and ``meta`` (one dict per context, optional); it needs ``frames``.
     """
     defaults = loaded.defaults
+    samples, nfe, seed = check_required(samples, "samples"), check_count(nfe, "nfe"), check_seed(seed)
+    check_required(batch_limit, "batch_limit")
+    costs = check_costs(costs)
     chosen: dict[str, tuple[Any, float]] = {}
     if costs:
         available = loaded.plugins.costs(loaded.domain)
@@ -67,13 +71,18 @@ def sample_futures(
             out.append(CostGradient(cost, scale=scale))
         return out
 
-    known = Known.history(torch.from_numpy(np.asarray(contexts, dtype=np.float32)),
-                          context_tokens(loaded.encoder, defaults))
+    observed = context_tokens(loaded.encoder, defaults)
+    known = Known.history(torch.from_numpy(np.asarray(contexts, dtype=np.float32)), observed)
     drawn = sample_conditional(
         loaded.model.denoiser(ema=True), loaded.model.schedule, known, samples=samples, plan=plan,
         nfe=nfe or defaults.nfe, solver=solver or defaults.solver, plan_options=plan_options, guides=guides,
         antithetic=antithetic, generator=torch.Generator().manual_seed(seed), batch_limit=batch_limit,
     )
+    history = np.asarray(contexts, dtype=np.float64)[:, :observed]
+    unusable = int((~np.isfinite(history)).sum())
+    cause = (f"the history: {unusable} of its encoded values are NaN or infinite (missing cells in the last rows?)"
+             if unusable else guide_cause(costs))
+    check_samples(drawn.numpy(), cause=cause)
     return drawn.numpy()
 
 
@@ -90,10 +99,22 @@ def apply_calibration(loaded: LoadedModel, futures: np.ndarray, frames: list[dic
     return loaded.calibration.apply(futures, encoder_bases(loaded.encoder, frames))
 
 
-def check_draws(draws: int | None, samples: int) -> None:
-    if draws is not None and draws < samples:
-        raise ConfigError(f"draws ({draws}) must be at least samples ({samples}): {samples} of the drawn samples "
-                          "are kept")
+def check_decoded(loaded: LoadedModel, futures: np.ndarray, reference: list[np.ndarray], calibrated: bool,
+                  model_dir: Any, what: str = "the samples") -> None:
+    """Futures ``[S, N, H, F]`` in user units, checked (`check_samples`) in the columns the encoder forecasts
+    against the data they continue, before they are written or scored; the error names the calibration when
+    one was applied."""
+    stored = loaded.calibration
+    if calibrated and stored is not None:
+        cause = (f"the calibration in {model_dir}/calibration.json (median weight {stored.median_weight:g}, spread "
+                 f"factor {stored.spread_factor:g}; --uncalibrated ignores it) or the encoder's decoding")
+    else:
+        cause = "decoding into the data's units (the encoder's stored scale or base forecast)"
+    spread, keep = loaded.encoder.column_scale(), loaded.encoder.forecast_columns
+    if keep:  # the other columns are not forecast (traffic's neighbours decode as NaN)
+        futures, reference = futures[..., keep], [np.asarray(part)[..., keep] for part in reference]
+        spread = None if spread is None or len(spread) <= max(keep) else np.asarray(spread)[keep]
+    check_samples(futures, cause=cause, reference=reference, spread=spread, what=what)
 
 
 def check_horizon(loaded: LoadedModel, horizon: int | None) -> int:
@@ -140,11 +161,11 @@ def forecast_histories(
     one continuation is drawn per sample, until ``horizon`` rows exist.
     """
     d = loaded.defaults
-    horizon = horizon or d.horizon
-    stride = stride or d.horizon
-    if horizon < 1 or not 1 <= stride <= d.horizon:
-        raise ConfigError(f"horizon must be >= 1 and stride in 1..{d.horizon} (the trained horizon); got horizon "
-                          f"{horizon}, stride {stride}")
+    samples, seed = check_required(samples, "samples"), check_seed(seed)
+    horizon = check_horizon(loaded, horizon)
+    stride = d.horizon if stride is None else check_required(stride, "stride")
+    if stride > d.horizon:
+        raise ConfigError(f"the roll stride must be in 1..{d.horizon} (the trained horizon), got {stride}")
     if horizon > d.horizon and d.history == 0:
         raise ConfigError(f"a model without history rows cannot roll past its trained horizon of {d.horizon} rows")
     options = {"nfe": nfe, "solver": solver, "costs": costs, "plan": plan, "plan_options": plan_options}

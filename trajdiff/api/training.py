@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from trajdiff import __version__
+from trajdiff.api.checks import check_seed
 from trajdiff.api.loading import (
     context_tokens,
     encode_windows,
@@ -82,7 +83,7 @@ def train(
     the checkpoint in ``out`` (written every tenth of the steps and when interrupted) exactly where it
     stopped, and refuses other data than it was trained on; a folder that holds a model is replaced only
     with ``overwrite``."""
-    torch.manual_seed(seed)  # before anything draws: the network's initial weights, dropout
+    torch.manual_seed(check_seed(seed))  # before anything draws: the network's initial weights, dropout
     _check_out(Path(out), resume=resume, overwrite=overwrite)
     registry = registry_or_default(plugins)
     dom = registry.domain(domain)

@@ -17,12 +17,14 @@ the samples stay the model's draws up to one shift and one scale per window.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from trajdiff.errors import CheckpointError, ConfigError, ShapeError
+from trajdiff.core.checkpoint import attach_file, verify_attached
+from trajdiff.errors import CalibrationError, CheckpointError, ConfigError, ShapeError
 
 FILE = "calibration.json"
 WEIGHTS = np.linspace(0.0, 1.0, 11)
@@ -51,21 +53,71 @@ class Calibration:
         return median + self.spread_factor * (samples - median)
 
     def save(self, model_dir: str | Path) -> Path:
+        """Writes calibration.json (atomically) and, in a model directory, records its sha256 in config.json
+        (`attach_file`), so that an edited or corrupt file is caught when the model is loaded."""
+        problem = _problem(asdict(self))
+        if problem:
+            raise ConfigError(f"cannot store this calibration: {problem}")
         path = Path(model_dir) / FILE
-        path.write_text(json.dumps(asdict(self), indent=2))
+        tmp = path.with_name(f".{FILE}.tmp")
+        try:
+            tmp.write_text(json.dumps(asdict(self), indent=2, allow_nan=False))
+            os.replace(tmp, path)
+        except OSError as error:
+            tmp.unlink(missing_ok=True)
+            raise CheckpointError(f"cannot write {path}: {error.strerror or error}") from error
+        if (Path(model_dir) / "config.json").is_file():
+            attach_file(model_dir, FILE)
         return path
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Calibration | None:
-        """The calibration stored in a model directory, or None if it was never calibrated."""
+        """The calibration stored in a model directory, or None if it was never calibrated. In a model
+        directory the file must match the sha256 recorded when `calibrate` wrote it; its fields are checked
+        (types, finite, ranges). Raises :class:`CalibrationError` naming the file and field."""
         path = Path(model_dir) / FILE
         if not path.exists():
             return None
+        fix = "calibrate again (`trajdiff calibrate` replaces the file) or delete it"
         try:
-            return cls(**json.loads(path.read_text()))
-        except (ValueError, TypeError) as error:
-            raise CheckpointError(f"{path} is not a calibration written by `trajdiff calibrate` ({error}); "
-                                  "delete it or calibrate again") from error
+            verify_attached(model_dir, FILE)
+        except CheckpointError as error:
+            raise CalibrationError(f"{error}; {fix}") from error
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise CalibrationError(f"cannot read {path} as JSON ({error}); {fix}") from error
+        problem = _problem(values)
+        if problem:
+            raise CalibrationError(f"{path} is not a calibration written by `trajdiff calibrate`: {problem}; {fix}")
+        return cls(**values)
+
+
+def _problem(values: object) -> str | None:
+    """What is wrong with a calibration's fields, or None. Weight in [0, 1] (the grid `fit_calibration` picks
+    from), spread factor in [0.1, 10] (the range it searches), level in (0, 1), windows a count, data a string."""
+    if not isinstance(values, dict):
+        return f"it holds a JSON {type(values).__name__}, not an object"
+    unknown = sorted(set(values) - {*RANGES, "data"})
+    missing = [name for name in ("median_weight", "spread_factor", "level") if name not in values]
+    if unknown or missing:
+        return f"unknown field(s) {unknown}" if unknown else f"missing field(s) {missing}"
+    for name, (low, high, closed) in RANGES.items():
+        value = values.get(name, low)
+        kinds = (int,) if name == "windows" else (int, float)
+        inside = (not isinstance(value, bool) and isinstance(value, kinds) and bool(np.isfinite(value))
+                  and (low <= value <= high if closed else low < value < high))
+        if not inside:
+            kind = "a whole number" if name == "windows" else "a finite number"
+            return (f"field {name!r} is {value!r} ({type(value).__name__}), not {kind} in "
+                    f"{'[' if closed else '('}{low}, {high}{']' if closed else ')'}")
+    if not isinstance(values.get("data", ""), str):
+        return f"field 'data' is {values['data']!r}, not a string"
+    return None
+
+
+RANGES = {"median_weight": (0.0, 1.0, True), "spread_factor": (0.1, 10.0, True), "level": (0.0, 1.0, False),
+          "windows": (0, 2**62, True)}
 
 
 def coverage(samples: np.ndarray, truth: np.ndarray, level: float) -> float:

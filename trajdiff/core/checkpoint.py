@@ -8,6 +8,8 @@ A model directory looks like this::
     optimizer.safetensors  optimizer state tensors, keys "state.<param_index>.<name>"   (optional)
     optimizer.json         the rest of the optimizer state (param_groups, non-tensor state) (optional)
     metrics.json           (optional)
+    calibration.json ...   files added after training (`attach_file`): their sha256/bytes are recorded in
+                           config.json's ``attached`` table and checked by their reader (`verify_attached`)
 
 Why: ``torch.load`` unpickles, which can run arbitrary code from a file someone sent you; reading a
 model directory only parses JSON and safetensors. Checksums catch truncated or corrupt copies, and
@@ -22,9 +24,11 @@ writes and checked reads, and :mod:`trajdiff.core.optimizer_state` encodes the o
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +56,10 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "Checkpoint",
+    "attach_file",
     "load_checkpoint",
     "save_checkpoint",
+    "verify_attached",
 ]
 
 FORMAT = "trajdiff-model"
@@ -65,7 +71,7 @@ METRICS_FILE = "metrics.json"
 OPTIMIZER_TENSORS_FILE = "optimizer.safetensors"
 OPTIMIZER_JSON_FILE = "optimizer.json"
 
-_RESERVED_CONFIG_KEYS = ("format", "format_version", "trajdiff_version", "step", "files")
+_RESERVED_CONFIG_KEYS = ("format", "format_version", "trajdiff_version", "step", "files", "attached")
 _STEM_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _WHERE_FROM = "a directory written by `trajdiff train` (or trajdiff.core.checkpoint.save_checkpoint)"
 
@@ -268,6 +274,8 @@ def load_checkpoint(directory: str | Path, *, device: str | torch.device = "cpu"
 
     for name, record in files.items():
         _verify_file(path, name, record)
+    if not isinstance(meta.get("attached", {}), dict):
+        raise CheckpointError(f"{config_path} has an invalid 'attached' table; re-copy the model directory or re-train")
 
     tensors: dict[str, dict[str, torch.Tensor]] = {}
     for name in files:
@@ -313,7 +321,7 @@ def _interrupted_hint(path: Path) -> str:
     )
 
 
-def _verify_file(directory: Path, name: Any, record: Any) -> None:
+def _verify_file(directory: Path, name: Any, record: Any, fix: str = "; re-copy it or re-train") -> None:
     config_path = directory / CONFIG_FILE
     if (
         not isinstance(name, str)
@@ -342,10 +350,54 @@ def _verify_file(directory: Path, name: Any, record: Any) -> None:
     if size != record["bytes"]:
         raise CheckpointError(
             f"{file} has {size} bytes but {CONFIG_FILE} records {record['bytes']}: the file is truncated or "
-            "was modified; re-copy it or re-train"
+            f"was modified{fix}"
         )
     if sha256(file) != record["sha256"]:
         raise CheckpointError(
-            f"{file} does not match the sha256 recorded in {CONFIG_FILE}: the file is corrupt; re-copy it "
-            "or re-train"
+            f"{file} does not match the sha256 recorded in {CONFIG_FILE}: the file is corrupt{fix}"
         )
+
+
+# ------------------------------------------------------------------------------- files added later
+
+
+def attach_file(directory: str | Path, name: str) -> None:
+    """Records the sha256 and size of ``name``, a file written into a saved model directory afterwards (the
+    calibration ``trajdiff calibrate`` fits), in config.json's ``attached`` table; config.json is replaced
+    atomically. A later save of the model drops the record (the file was made for the weights it replaces)."""
+    path = Path(directory).expanduser()
+    config_path = path / CONFIG_FILE
+    meta = read_json(config_path)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{config_path} is not a trajdiff model's config; cannot record {name} in it")
+    attached = meta.get("attached")
+    meta["attached"] = {**(attached if isinstance(attached, dict) else {}), name: file_record(path / name)}
+    tmp = path / f".{CONFIG_FILE}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        write_json(tmp, meta, "config")
+        os.replace(tmp, config_path)
+    except OSError as error:
+        raise CheckpointError(f"cannot update {config_path}: {error.strerror or error}") from error
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path)
+
+
+def verify_attached(directory: str | Path, name: str) -> bool:
+    """Checks ``name`` in a model directory against the record `attach_file` made: True when it matches, False
+    when ``directory`` holds no config.json (not a model directory, so nothing can be checked). Raises
+    :class:`CheckpointError` when the file is unrecorded or differs from its record."""
+    path = Path(directory).expanduser()
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        return False
+    meta = read_json(config_path)
+    attached = meta.get("attached") if isinstance(meta, dict) else None
+    record = attached.get(name) if isinstance(attached, dict) else None
+    if record is None:
+        raise CheckpointError(
+            f"{path / name} is not recorded in {config_path}: it was written before the model's last save (it "
+            "was made for other weights), by hand or by an older trajdiff"
+        )
+    _verify_file(path, name, record, fix=" or was edited")
+    return True
