@@ -145,7 +145,7 @@ def test_timeseries_through_the_cli_with_loader_options(tmp_path) -> None:
     assert list(table.columns) == ["sample", "entity", "time", "step", "value"] and len(table) == 2 * 6 * 32
     bad = run(["train", "--domain", "timeseries", "--data", str(data), "--out", str(model), "--load-option", "oops"])
     assert bad.returncode == 2 and "write KEY=VALUE" in bad.stderr
-    unknown = run(["train", "--domain", "timeseries", "--data", str(data), "--out", str(model),
+    unknown = run(["train", "--domain", "timeseries", "--data", str(data), "--out", str(tmp_path / "m2"),
                    "--load-option", "colour=blue"])
     assert unknown.returncode == 2 and "unknown time-series loader option(s) ['colour']" in unknown.stderr
     patched = tmp_path / "patched"

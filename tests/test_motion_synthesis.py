@@ -227,7 +227,7 @@ def test_cli_trains_the_stream_recipe_for_sample(tmp_path: Path) -> None:
     defaults = DiffusionModel.load(tmp_path / "x").extra["defaults"]
     assert defaults["history"] == 4 and defaults["horizon"] == 30 and defaults["noise"] == "rolling"
     result = runner.invoke(app, ["train", "--domain", "rl", "--recipe", "stream", "--data", clips,
-                                 "--out", str(tmp_path / "x"), "--steps", "1"])
+                                 "--out", str(tmp_path / "y"), "--steps", "1"])
     assert result.exit_code == 2 and "domain 'rl' has no training recipe 'stream'; its recipes: none" in result.output
     result = runner.invoke(app, ["plugins"])
     assert "--recipe stream: label-conditioned endless synthesis" in result.output, result.output
