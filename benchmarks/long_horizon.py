@@ -183,14 +183,15 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def combine() -> None:
     """results/long_horizon.json from the part files written by ``--part ais`` and ``--part etth1`` (run
     side by side as two processes); every row keeps the command that produced it."""
-    rows, ratio_rows, commands = [], [], []
+    rows, ratio_rows, commands, machines = [], [], [], {}
     for part in ("ais", "etth1"):
         payload = json.loads(results_path(f"long_horizon-{part}", False).read_text())
         rows += [{**row, "command": payload["command"]} for row in payload["rows"]]
         ratio_rows += payload["ratios"]
         commands.append(payload["command"])
+        machines[part] = payload["machine"]
     path = write_results("long_horizon", " && ".join(commands) + " && python benchmarks/long_horizon.py --combine",
-                         rows, results_path("long_horizon", False), ratios=ratio_rows)
+                         rows, results_path("long_horizon", False), ratios=ratio_rows, part_machines=machines)
     print(markdown_table(ratio_rows, ["domain", "horizon", "trained_horizon", "metric", "rolled", "trained_for_it",
                                       "ratio"], ["domain", "horizon", "rolled from", "metric", "rolled",
                                                  "trained for it", "ratio"]))
