@@ -98,7 +98,8 @@ def test_a_domain_without_baselines_prints_no_table(series_model, tmp_path: Path
     assert not any(line.startswith("warning") for line in result.output.splitlines())
     written = json.loads(scores.read_text())
     assert written["baselines"] == {} and written["ratios"] == {} and written["warnings"] == []
-    assert [line.split()[0] for line in result.output.splitlines()[1:-1]] == list(written["metrics"])
+    # stdout: the table; what was read is said on stderr after it
+    assert [line.split()[0] for line in result.stdout.splitlines()[1:-1]] == list(written["metrics"])
 
 
 def _arcs(agents: int, frames: int, seed: int) -> tuple[str, np.ndarray]:

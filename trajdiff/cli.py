@@ -19,10 +19,12 @@ from trajdiff.cli_options import (
     LOAD_OPTION_HELP,
     PLAN_HELP,
     PLAN_OPTION_HELP,
+    READ_LINES,
     ROLL_STRIDE_HELP,
     THREADS_HELP,
     parse_costs,
     parse_options,
+    report_what_is_read,
     set_threads,
 )
 from trajdiff.errors import TrajdiffError
@@ -38,9 +40,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.callback()(report_what_is_read)  # what each command read, printed when it succeeds
 
 
 def _fail(error: Exception) -> NoReturn:
+    READ_LINES.lines.clear()  # the error is the one line a failed command prints
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
 

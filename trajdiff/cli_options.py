@@ -1,6 +1,9 @@
-"""Parsing the command line's repeatable KEY=VALUE options and shared help texts."""
+"""Parsing the command line's repeatable KEY=VALUE options, shared help texts, and the lines that report what
+each command read."""
 
 from __future__ import annotations
+
+import logging
 
 import typer
 
@@ -67,3 +70,37 @@ def set_threads(threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+class ReadLines(logging.Handler):
+    """Collects trajdiff's informational lines during a command: what each loader read (rows, entities, time span,
+    the box the positions span), columns reordered to a model's order. A command that succeeds prints them on
+    stderr when it ends; one that fails drops them (`trajdiff.cli` clears them), so that its error stays one line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+READ_LINES = ReadLines()
+
+
+def report_what_is_read(ctx: typer.Context) -> None:
+    """Collects the ``trajdiff`` loggers' INFO lines while the command of ``ctx`` runs; prints them when it ends."""
+    logger = logging.getLogger("trajdiff")
+    level = logger.level
+    READ_LINES.lines.clear()
+    logger.addHandler(READ_LINES)
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+
+    def finish() -> None:
+        logger.removeHandler(READ_LINES)
+        logger.setLevel(level)
+        for line in READ_LINES.lines:
+            typer.echo(line, err=True)
+        READ_LINES.lines.clear()
+
+    ctx.call_on_close(finish)

@@ -21,6 +21,7 @@ from trajdiff.api.checks import (
     check_seed,
     check_writable,
 )
+from trajdiff.api.columns import align_columns
 from trajdiff.api.loading import LoadedModel, load_model, window_index
 from trajdiff.api.output import write_json
 from trajdiff.api.sampling import (
@@ -111,6 +112,7 @@ def evaluate(
     samples = d.samples if samples is None else samples
     draws = check_draws(draws, samples)
     episodes = loaded.domain.load(data, **(load_options or {}))
+    episodes = align_columns(episodes, loaded.encoder, data)
     horizon = check_horizon(loaded, horizon)
     run = backtest(loaded, episodes, samples=draws or samples, nfe=nfe, solver=solver, stride=stride,
                    max_windows=max_windows, seed=seed, antithetic=antithetic, horizon=horizon, plan=plan,
@@ -176,6 +178,7 @@ def calibrate(
     loaded = _load_replacing_invalid_calibration(model_dir, plugins)
     samples = loaded.defaults.samples if samples is None else samples
     episodes = loaded.domain.load(data, **(load_options or {}))
+    episodes = align_columns(episodes, loaded.encoder, data)
     run = backtest(loaded, episodes, samples=samples, nfe=nfe, solver=solver, stride=stride, max_windows=max_windows,
                    seed=seed, antithetic=antithetic, plan=plan, plan_options=plan_options)
     if len(run.truth) < 10:

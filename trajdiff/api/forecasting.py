@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from trajdiff.api.checks import check_costs, check_count, check_draws, check_seed, check_writable
+from trajdiff.api.columns import align_columns
 from trajdiff.api.loading import load_model
 from trajdiff.api.output import write_forecast
 from trajdiff.api.plots import plot_forecasts
@@ -82,6 +83,7 @@ def forecast(
     samples = d.samples if samples is None else samples
     draws = check_draws(draws, samples)
     episodes = loaded.domain.load(data, **(load_options or {}))
+    episodes = align_columns(episodes, loaded.encoder, data)
     horizon = check_horizon(loaded, horizon)
     observed, kept, skipped = [], [], []
     for i, sequence in enumerate(episodes.sequences):

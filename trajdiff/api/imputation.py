@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from trajdiff.api.checks import check_count, check_required, check_samples, check_seed, check_writable, guide_cause
+from trajdiff.api.columns import align_columns
 from trajdiff.api.loading import LoadedModel, context_tokens, load_model
 from trajdiff.api.output import write_table
 from trajdiff.core.conditional import Known, sample_conditional
@@ -129,6 +130,7 @@ def impute(
     loaded = load_model(model_dir, plugins=plugins)
     context_tokens(loaded.encoder, loaded.defaults)
     episodes = loaded.domain.load(data, **(load_options or {}))
+    episodes = align_columns(episodes, loaded.encoder, data)
     batch, short = _collect(loaded, episodes)
     drawn = _sample_inpainted(loaded, batch, samples, nfe or loaded.defaults.nfe, seed)
     completed = [np.array(seq, dtype=np.float64) for seq in episodes.sequences]
@@ -198,6 +200,7 @@ def anomaly_scores(
     d = loaded.defaults
     context_tokens(loaded.encoder, d)
     episodes = loaded.domain.load(data, **(load_options or {}))
+    episodes = align_columns(episodes, loaded.encoder, data)
     grating = grating or loaded.encoder.rows_per_token
     features = len(episodes.columns)
     block = (np.arange(d.length) // grating) % 2 == 0

@@ -18,7 +18,11 @@ import torch
 
 from trajdiff.errors import ConfigError, DataError, ShapeError
 
-__all__ = ["Episodes", "Normalizer"]
+__all__ = ["PER_COLUMN_META", "Episodes", "Normalizer"]
+
+PER_COLUMN_META = ("missing", "future")
+"""Keys of an episode's meta whose arrays have the columns as their last axis (cells observed; known future rows),
+so that `Episodes.reorder` reorders them with the columns."""
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
@@ -110,6 +114,24 @@ class Episodes:
         out.columns = list(self.columns)
         out.ids = [self.ids[i] for i in idx]  # type: ignore[index]
         out.meta = [self.meta[i] for i in idx]  # type: ignore[index]
+        return out
+
+    def reorder(self, columns: Sequence[str]) -> Episodes:
+        """The same episodes with their columns in the order ``columns`` (the same names in another order);
+        the per-column arrays of meta (`PER_COLUMN_META`: columns on the last axis) follow them."""
+        names = [str(c) for c in columns]
+        if sorted(names) != sorted(self.columns):
+            raise DataError(f"cannot reorder columns {_preview(self.columns)} as {_preview(names)}: the names differ")
+        if names == self.columns:
+            return self
+        order = [self.columns.index(c) for c in names]
+        out = object.__new__(Episodes)
+        out.sequences = [np.ascontiguousarray(s[:, order]) for s in self.sequences]
+        out.columns = names
+        out.ids = list(self.ids)  # type: ignore[arg-type]
+        out.meta = [{key: value[..., order] if key in PER_COLUMN_META and isinstance(value, np.ndarray)
+                     and value.ndim and value.shape[-1] == len(order) else value for key, value in m.items()}
+                    for m in self.meta]  # type: ignore[union-attr]
         return out
 
     def split(self, fraction: float, seed: int = 0) -> tuple[Episodes, Episodes]:

@@ -159,6 +159,12 @@ class Encoder(ABC):
 
     rows_per_token: int = 1
 
+    columns: list[str] | None = None
+    """The raw columns the model was trained on, by name and in order (motion: ``<joint>_x/_y/_z`` of its
+    skeleton); None: no names recorded. Data read for a model are mapped to them by name
+    (`trajdiff.api.columns.align_columns`): another order is put in this one, a missing or unexpected column is
+    an error. A fitted encoder sets it (an attribute or a property) from the training episodes' columns."""
+
     @property
     @abstractmethod
     def dim(self) -> int:
@@ -257,7 +263,8 @@ class Domain(ABC):
         """Reads raw data (a path, a DataFrame, a dataset id ...) into Episodes in user units.
 
         Each episode's ``meta`` should hold ``"times"`` (an array, one per row) so that forecasts can
-        be time-stamped, and may hold ``"entity"`` (the entity id shown in outputs).
+        be time-stamped, and may hold ``"entity"`` (the entity id shown in outputs). Arrays under ``"missing"``
+        and ``"future"`` have the columns as their last axis (they are reordered with them).
         """
 
     @abstractmethod

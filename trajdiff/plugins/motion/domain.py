@@ -10,12 +10,12 @@ import numpy as np
 from torch import Tensor
 
 from trajdiff.core.data import Episodes
-from trajdiff.errors import ConfigError
+from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.motion import guides, metrics
 from trajdiff.plugins.motion.baselines import constant_velocity, zero_velocity
 from trajdiff.plugins.motion.encoder import MotionEncoder
 from trajdiff.plugins.motion.export import write_motion
-from trajdiff.plugins.motion.loader import CATEGORIES, load_motion
+from trajdiff.plugins.motion.loader import CATEGORIES, load_motion, skeleton_mismatch, skeleton_of
 from trajdiff.plugins.spec import (
     Baseline,
     Cost,
@@ -53,7 +53,15 @@ class MotionDomain(Domain):
             raise ConfigError(f"unknown motion loader option(s) {unknown}; valid options: {known}")
         if "fps" not in options and self._encoder is not None:
             options["fps"] = self._encoder.fps  # a trained model reads data at its own frame rate
-        return load_motion(source, **options)
+        episodes = load_motion(source, **options)
+        model = self._encoder.skeleton if self._encoder is not None else None
+        problem = skeleton_mismatch(model, skeleton_of(episodes)) if model is not None else None
+        if problem:  # a model reads only clips of its own skeleton (the joints' columns then map by name)
+            where = source if isinstance(source, (str, Path)) else "the clips"
+            raise DataError(f"{where}: the clips are of another skeleton than the model's: {problem}. No retarget "
+                            "between different joint sets exists: give clips of the model's skeleton, or train a "
+                            "model on these clips")
+        return episodes
 
     def make_encoder(self, **options: Any) -> MotionEncoder:
         return MotionEncoder(**options)
@@ -197,7 +205,8 @@ class MotionDomain(Domain):
         model = model.model if hasattr(model, "model") else model  # a LoadedModel or a DiffusionModel
         context = None
         if data is not None:
-            episodes = self.load(data)
+            episodes = self.load(data)  # clips of the model's skeleton (else an error), joints in its order:
+            episodes = episodes.reorder(enc.columns or episodes.columns)
             frames = int(model.extra["defaults"]["history"]) // enc.patch * enc.patch
             usable = [i for i, seq in enumerate(episodes.sequences) if len(seq) >= max(frames, 2)]
             if not usable:

@@ -18,7 +18,7 @@ from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError, ShapeError
 from trajdiff.plugins.motion.bvh import Skeleton
 from trajdiff.plugins.motion.features import Layout, decode_world, encode_positions
-from trajdiff.plugins.motion.loader import skeleton_of
+from trajdiff.plugins.motion.loader import joint_columns, skeleton_of
 from trajdiff.plugins.spec import Encoder
 
 __all__ = ["MotionEncoder"]
@@ -47,6 +47,11 @@ class MotionEncoder(Encoder):
         self.angle_max: list[float] = []
 
     # ---------------------------------------------------------------------------------------- contract
+    @property
+    def columns(self) -> list[str] | None:
+        """``<joint>_x/_y/_z`` of the skeleton's joints, as `load_motion` names them (None before fitting)."""
+        return None if self.skeleton is None else joint_columns(self.skeleton)
+
     @property
     def dim(self) -> int:
         return self._layout().frame_dim * self.patch

@@ -3,12 +3,14 @@
 Each clip becomes one episode: global joint positions ``[frames, 3 J]`` (columns ``<joint>_x/_y/_z``)
 resampled to ``fps``. ``meta`` holds the entity (clip name), times (seconds), the source file, the clip's
 label and category (from a ``labels.csv`` with columns clip, description, when one is found), the skeleton
-in metres, the unit factor, and a report of what was changed (T-pose frame dropped, resampling).
+in metres, the unit factor, and a report of what was changed (T-pose frame dropped, resampling). What was read
+(clips, frames, the skeleton's joints) is one line in the log, which the command line prints.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +23,8 @@ from trajdiff.plugins.motion.bvh import BvhClip, Skeleton, read_bvh
 from trajdiff.plugins.motion.kinematics import channels_to_local, clip_positions, forward_kinematics, rest_positions
 
 __all__ = [
-    "CATEGORIES", "UNITS", "category_of", "find_clips", "guess_unit", "load_motion", "read_labels", "skeleton_of",
+    "CATEGORIES", "UNITS", "category_of", "find_clips", "guess_unit", "joint_columns", "load_motion", "read_labels",
+    "skeleton_mismatch", "skeleton_of",
 ]
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "cmu": 0.0254 / 0.45}
@@ -31,6 +34,8 @@ CATEGORIES = ("walk", "run", "dance", "basketball", "playground", "other")
 _KEYWORDS = (("dance", "dance"), ("basketball", "basketball"), ("playground", "playground"), ("run", "run"),
              ("jog", "run"), ("walk", "walk"), ("stride", "walk"))
 TYPICAL_HEIGHT_M = 1.6
+
+logger = logging.getLogger(__name__)
 
 
 def category_of(description: str) -> str:
@@ -207,10 +212,42 @@ def load_motion(
         })
     assert first is not None
     skeleton = first.skeleton.scaled(factor)
+    where = source if isinstance(source, (str, Path)) else f"{len(files)} files"
+    logger.info(f"{where}: read {len(files)} clip(s), {sum(len(s) for s in sequences)} frame(s) at {fps:g} fps, a "
+                f"skeleton of {skeleton.joints} joints ({', '.join(skeleton.names[:6])}"
+                + (", ...)" if skeleton.joints > 6 else ")"))
     for m in meta:
         m["skeleton"] = skeleton
-    columns = [f"{name}_{axis}" for name in skeleton.names for axis in "xyz"]
-    return Episodes(sequences, columns, ids, meta)
+    return Episodes(sequences, joint_columns(skeleton), ids, meta)
+
+
+def joint_columns(skeleton: Skeleton) -> list[str]:
+    """The columns of a skeleton's joint positions: ``<joint>_x, <joint>_y, <joint>_z`` per joint, in file order."""
+    return [f"{name}_{axis}" for name in skeleton.names for axis in "xyz"]
+
+
+def skeleton_mismatch(model: Skeleton, clips: Skeleton, shown: int = 8) -> str | None:
+    """None when ``clips`` has the ``model``'s joints (by name, any order) on the same tree (each joint's parent by
+    name), else what differs: the joints only one of them has, or the first joint whose parent differs."""
+    def names(joints: list[str]) -> str:
+        return "[" + ", ".join(joints[:shown]) + (f", ... {len(joints)} in all" if len(joints) > shown else "") + "]"
+
+    only_model = [n for n in model.names if n not in clips.names]
+    only_clips = [n for n in clips.names if n not in model.names]
+    if only_model or only_clips:
+        return (f"the model's skeleton has {model.joints} joints, the clips' {clips.joints}; joints only the model "
+                f"has: {names(only_model)}, only the clips have: {names(only_clips)}")
+
+    def parent(skeleton: Skeleton, name: str) -> str:
+        p = skeleton.parents[skeleton.names.index(name)]
+        return "none (root)" if p < 0 else skeleton.names[p]
+
+    moved = [n for n in model.names if parent(model, n) != parent(clips, n)]
+    if moved:
+        return (f"both have joints {names(list(model.names))} but on other trees: joint {moved[0]!r} hangs from "
+                f"{parent(model, moved[0])} in the model and from {parent(clips, moved[0])} in the clips"
+                + (f" ({len(moved)} joints differ)" if len(moved) > 1 else ""))
+    return None
 
 
 def skeleton_of(episodes: Episodes) -> Skeleton:

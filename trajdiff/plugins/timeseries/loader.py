@@ -8,7 +8,8 @@ one warning per file), so that nothing is dropped or changed silently.
 This module runs the pipeline and announces what it repaired: :mod:`~trajdiff.plugins.timeseries.reading`
 reads the source into a table that remembers each row's line, :mod:`~trajdiff.plugins.timeseries.columns`
 finds and parses the time, value and id columns, and :mod:`~trajdiff.plugins.timeseries.cleaning`
-sorts, de-duplicates, fills and resamples each series.
+sorts, de-duplicates, fills and resamples each series. What was read (rows, series, columns, time span) is one
+line in the log, which the command line prints.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def load_series(
         metas.append({"times": stamps, "entity": entity, "source": table.source, "report": report,
                       "missing": missing})
 
-    _announce(table.label, metas, ignored, table.blank_lines)
+    _announce(table.label, metas, ignored, table.blank_lines, list(value_cols))
     if split_columns:
         return _split_columns(sequences, list(value_cols), metas)
     return Episodes(sequences=sequences, columns=list(value_cols), ids=names, meta=metas)
@@ -165,8 +166,9 @@ def _split_columns(sequences: list[np.ndarray], columns: list[str], metas: list[
     return Episodes(sequences=out, columns=["value"], ids=ids, meta=out_meta)
 
 
-def _announce(label: str, metas: list[dict[str, Any]], ignored: list[str], blank: int) -> None:
-    """One warning per file listing everything skipped or repaired (details in each report)."""
+def _announce(label: str, metas: list[dict[str, Any]], ignored: list[str], blank: int, columns: list[str]) -> None:
+    """What was read as one line in the log (the command line prints it: rows, series, columns, time span), and one
+    warning per file listing everything skipped or repaired (details in each report)."""
     reports = [m["report"] for m in metas]
     parts = []
     total = {k: sum(r[k] for r in reports) for k in ("bad_times_skipped", "rows_sorted", "duplicates_removed",
@@ -191,10 +193,12 @@ def _announce(label: str, metas: list[dict[str, Any]], ignored: list[str], blank
                      f"{total['rows_off_grid']} original row(s) off the grid")
     if ignored:
         parts.append(f"non-numeric column(s) ignored: {ignored}")
-    summary = f"{label}: loaded {len(metas)} series, {sum(r['rows'] for r in reports)} rows"
+    rows = sum(r["rows"] for r in reports)
+    first = min(m["times"][0] for m in metas if len(m["times"]))
+    last = max(m["times"][-1] for m in metas if len(m["times"]))
+    logger.info(f"{label}: read {sum(r['rows_read'] for r in reports)} row(s): {len(metas)} series of {rows} row(s), "
+                f"columns {', '.join(columns)}, {pd.Timestamp(first)} to {pd.Timestamp(last)}")
     if parts:
-        message = f"{summary}; " + "; ".join(parts) + " (per-series counts in episodes.meta[i]['report'])"
-        logger.info(message)
+        message = f"{label}: loaded {len(metas)} series, {rows} rows; " + "; ".join(parts) \
+            + " (per-series counts in episodes.meta[i]['report'])"
         warnings.warn(message, UserWarning, stacklevel=3)
-    else:
-        logger.info(summary)

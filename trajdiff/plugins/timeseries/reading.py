@@ -3,8 +3,8 @@
 Why: every later message should point at the line of the file a user can open, so the table keeps,
 for each row, the 1-based line (CSV) or row (Parquet, DataFrame) it came from. CSV is read as text
 (``dtype=str``) so that parsing and its errors happen in :mod:`trajdiff.plugins.timeseries.columns`,
-not silently inside pandas; a row with more fields than the header is an error naming its line, and
-empty lines are dropped and counted.
+not silently inside pandas; a row with more fields than the header is an error naming its line, so is a
+quoted field that runs over line ends (it would swallow the rows between), and empty lines are dropped and counted.
 """
 
 from __future__ import annotations
@@ -102,6 +102,10 @@ def read_table(source: str | Path | pd.DataFrame) -> Table:
         raise DataError(
             f"{label}: cannot be read as CSV ({str(e).strip()}); fix the file or re-export it as UTF-8 CSV"
         ) from e
+    spans = frame.apply(lambda column: column.str.contains("[\r\n]", regex=True, na=False)).to_numpy().any(axis=1)
+    if spans.any():  # a quoted cell that runs over line ends would swallow the rows in between, uncounted
+        raise DataError(f"{label}: a quoted field opened on line {int(np.argmax(spans)) + 2} runs over several lines "
+                        "(a stray quote character?); fix the quotes on that line")
     where = np.arange(len(frame)) + 2  # line 1 is the header
     empty = frame.isna().all(axis=1).to_numpy()
     if empty.any():

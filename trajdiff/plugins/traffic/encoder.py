@@ -21,7 +21,7 @@ import numpy as np
 from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError, DataError, ShapeError
 from trajdiff.plugins.spec import Encoder
-from trajdiff.plugins.traffic.loader import NEIGHBOUR_FIELDS
+from trajdiff.plugins.traffic.loader import NEIGHBOUR_FIELDS, neighbour_columns
 
 __all__ = ["TrackEncoder", "heading"]
 
@@ -75,6 +75,11 @@ class TrackEncoder(Encoder):
         self.scales = scales
 
     # ----------------------------------------------------------------------------------- contract
+
+    @property
+    def columns(self) -> list[str] | None:
+        """The loader's columns for the fitted number of neighbours: x, y, n1_dx ... (None before fitting)."""
+        return None if self.neighbours is None else ["x", "y", *neighbour_columns(self.neighbours)]
 
     @property
     def dim(self) -> int:

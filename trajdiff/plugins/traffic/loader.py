@@ -3,7 +3,10 @@
 Why: tracking logs such as ETH/UCY have malformed lines, repeated (frame, agent) rows, frames off the
 scene's frame grid, gaps inside a track and agents seen only once. Each problem either raises a
 `TrajdiffError` that names the file, line and column and says what to do, or is repaired and counted
-in ``episodes.meta[i]["report"]`` (one warning per file), so that nothing is dropped silently.
+in ``episodes.meta[i]["report"]`` (one warning per file), so that nothing is dropped silently; what was read
+(rows, agents, tracks, frames and the box the positions span) is one line in the log, which the command line
+prints. Reading the files (and counting the rows that depart from the format) is
+:mod:`~trajdiff.plugins.traffic.reading`.
 
 Neighbours reach the model as extra columns of each agent's sequence: at every frame, the ``neighbours``
 nearest other agents of the same file, as relative position, relative velocity and a presence flag
@@ -12,9 +15,9 @@ nearest other agents of the same file, as relative position, relative velocity a
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,68 +26,18 @@ import pandas as pd
 
 from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError, DataError
+from trajdiff.plugins.traffic.reading import SHOW, TRACK_SUFFIXES, FileReport, read_source, sources
 
 __all__ = ["NEIGHBOUR_FIELDS", "TRACK_SUFFIXES", "FileReport", "load_tracks", "neighbour_columns"]
 
-TRACK_SUFFIXES = (".txt", ".csv", ".tsv", ".parquet", ".pq")
+logger = logging.getLogger(__name__)
+
 NEIGHBOUR_FIELDS = ("dx", "dy", "dvx", "dvy", "on")
-COLUMN_ALIASES = {
-    "frame": ("frame", "frame_id", "t", "time", "timestep"),
-    "agent": ("agent_id", "agent", "ped_id", "pedestrian", "id", "track_id", "node_id"),
-    "x": ("x", "pos_x"),
-    "y": ("y", "pos_y"),
-}
-SHOW = 5  # line numbers listed per problem in reports and messages
 
 
 def neighbour_columns(neighbours: int) -> list[str]:
     """Column names of the neighbour features: ``n1_dx, n1_dy, n1_dvx, n1_dvy, n1_on, n2_dx, ...``."""
     return [f"n{k + 1}_{name}" for k in range(neighbours) for name in NEIGHBOUR_FIELDS]
-
-
-@dataclass
-class FileReport:
-    """What loading one file found and repaired; stored (as a dict) in each of its episodes' meta."""
-
-    file: str
-    rows: int = 0
-    malformed_rows: int = 0
-    malformed_lines: list[int] = field(default_factory=list)
-    duplicate_rows: int = 0
-    duplicate_lines: list[int] = field(default_factory=list)
-    off_grid_rows: int = 0
-    off_grid_lines: list[int] = field(default_factory=list)
-    frame_step: float = 0.0
-    gaps_split: int = 0
-    single_row_tracks: int = 0
-    single_row_agents: list[str] = field(default_factory=list)
-    tracks: int = 0
-
-    def problems(self) -> list[str]:
-        """One phrase per kind of problem found (empty when the file was clean)."""
-        out = []
-        if self.malformed_rows:
-            out.append(f"{self.malformed_rows} malformed row(s) skipped (lines {_lines(self.malformed_lines)})")
-        if self.duplicate_rows:
-            out.append(f"{self.duplicate_rows} duplicate (frame, agent) row(s) removed, first kept "
-                       f"(lines {_lines(self.duplicate_lines)})")
-        if self.off_grid_rows:
-            out.append(f"{self.off_grid_rows} row(s) off the frame grid of step {self.frame_step:g} skipped "
-                       f"(lines {_lines(self.off_grid_lines)})")
-        if self.gaps_split:
-            out.append(f"{self.gaps_split} gap(s) inside tracks: tracks split there")
-        if self.single_row_tracks:
-            more = " ..." if self.single_row_tracks > SHOW else ""
-            out.append(f"{self.single_row_tracks} track(s) with a single row skipped "
-                       f"(agents {', '.join(self.single_row_agents[:SHOW])}{more})")
-        return out
-
-    def as_dict(self) -> dict[str, Any]:
-        return {key: (list(value) if isinstance(value, list) else value) for key, value in self.__dict__.items()}
-
-
-def _lines(lines: list[int]) -> str:
-    return ", ".join(str(n) for n in lines[:SHOW]) + (" ..." if len(lines) > SHOW else "")
 
 
 def load_tracks(
@@ -109,7 +62,7 @@ def load_tracks(
         raise ConfigError(f"frame_step must be > 0, got {frame_step!r}")
     if not fps > 0:
         raise ConfigError(f"fps must be > 0, got {fps!r}")
-    tables = [_read(item) for item in _sources(source)]
+    tables = [read_source(item) for item in sources(source)]
     sequences: list[np.ndarray] = []
     ids: list[str] = []
     metas: list[dict[str, Any]] = []
@@ -124,127 +77,6 @@ def load_tracks(
                         "rows on the frame grid, so there is no track to use; check the file's columns "
                         "(frame, agent_id, x, y) and its frame numbers")
     return Episodes(sequences, ["x", "y", *neighbour_columns(neighbours)], ids=ids, meta=metas)
-
-
-# ------------------------------------------------------------------------------------------- reading
-
-
-def _sources(source: Any) -> list[Any]:
-    if isinstance(source, pd.DataFrame):
-        return [source]
-    if isinstance(source, (list, tuple)):
-        if not source:
-            raise ConfigError("got an empty list of track files; pass at least one file")
-        return [Path(s) for s in source]
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and _suffix(p) in TRACK_SUFFIXES)
-        if not files:
-            raise DataError(f"{path} holds no track files ({', '.join(TRACK_SUFFIXES)}); point --data at a file "
-                            "or a folder of files with columns frame, agent_id, x, y")
-        return files
-    if not path.exists():
-        raise DataError(f"{path} does not exist; give a track file or a folder of them")
-    return [path]
-
-
-def _suffix(path: Path) -> str:
-    return path.suffix.lower()
-
-
-def _read(source: Path | pd.DataFrame) -> tuple[str, str, pd.DataFrame, FileReport]:
-    """(label, stem, table with float columns frame, agent, x, y and int column line, report)."""
-    if isinstance(source, pd.DataFrame):
-        report = FileReport("DataFrame")
-        return "DataFrame", "data", _from_frame(source, "DataFrame", report, first_line=2), report
-    report = FileReport(str(source))
-    if _suffix(source) not in TRACK_SUFFIXES:
-        raise DataError(f"{source}: unsupported file type {source.suffix!r}; use one of {', '.join(TRACK_SUFFIXES)}")
-    if _suffix(source) in (".parquet", ".pq"):
-        try:
-            frame = pd.read_parquet(source)
-        except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a broken file
-            raise DataError(f"{source}: cannot read as Parquet ({error}); check the file") from error
-        return str(source), source.stem, _from_frame(frame, str(source), report, first_line=1), report
-    return str(source), source.stem, _from_text(source, report), report
-
-
-def _column_map(names: list[str], label: str, where: str) -> list[int]:
-    lowered = [str(n).strip().lower() for n in names]
-    picked = []
-    for role, aliases in COLUMN_ALIASES.items():
-        hit = next((lowered.index(a) for a in aliases if a in lowered), None)
-        if hit is None:
-            raise DataError(f"{label}: {where} has no {role!r} column (found {names}); tracks need columns frame, "
-                            f"agent_id, x, y (accepted names for {role!r}: {', '.join(aliases)})")
-        picked.append(hit)
-    return picked
-
-
-def _from_frame(frame: pd.DataFrame, label: str, report: FileReport, first_line: int) -> pd.DataFrame:
-    cols = _column_map([str(c) for c in frame.columns], label, "the table")
-    picked = frame.iloc[:, cols].copy()
-    picked.columns = ["frame", "agent", "x", "y"]
-    numeric = picked.apply(pd.to_numeric, errors="coerce")
-    bad = ~np.isfinite(numeric.to_numpy(dtype=float)).all(axis=1)
-    lines = np.arange(len(frame)) + first_line
-    report.rows = len(frame)
-    report.malformed_rows = int(bad.sum())
-    report.malformed_lines = lines[bad].tolist()[:SHOW]
-    out = numeric[~bad].astype(float)
-    out["line"] = lines[~bad]
-    return out.reset_index(drop=True)
-
-
-def _from_text(path: Path, report: FileReport) -> pd.DataFrame:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as error:
-        raise DataError(f"{path}: cannot read ({error})") from error
-    lines = text.splitlines()
-    sep = "," if path.suffix.lower() == ".csv" else None
-    order = [0, 1, 2, 3]
-    rows, where = [], []
-    header_seen = False
-    for number, line in enumerate(lines, start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields = [f.strip() for f in (line.split(sep) if sep else line.split())]
-        if not header_seen and not rows and not _numeric(fields[0]):
-            order = _column_map(fields, str(path), f"the header on line {number}")
-            header_seen = True
-            continue
-        if not rows and not header_seen and len(fields) < 4:
-            raise DataError(f"{path}: line {number} has {len(fields)} column(s), expected 4 (frame, agent_id, x, y); "
-                            "missing columns: "
-                            f"{', '.join(['frame', 'agent_id', 'x', 'y'][len(fields):])}. Fix the file or add a header")
-        report.rows += 1
-        try:
-            values = [float(fields[i]) for i in order]
-        except (ValueError, IndexError):
-            values = None
-        if values is None or not np.all(np.isfinite(values)):
-            report.malformed_rows += 1
-            if len(report.malformed_lines) < SHOW:
-                report.malformed_lines.append(number)
-            continue
-        rows.append(values)
-        where.append(number)
-    if not rows:
-        raise DataError(f"{path}: no readable row of 4 numbers (frame, agent_id, x, y)"
-                        + (f"; {report.malformed_rows} malformed row(s), e.g. line {report.malformed_lines[0]}"
-                           if report.malformed_rows else "; the file is empty"))
-    table = pd.DataFrame(np.asarray(rows, dtype=float), columns=["frame", "agent", "x", "y"])
-    table["line"] = np.asarray(where, dtype=np.int64)
-    return table
-
-
-def _numeric(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
 
 
 # ------------------------------------------------------------------------------------------- tracks
@@ -292,6 +124,9 @@ def _tracks(
     if table.empty:
         return [], [], []
     xy = table[["x", "y"]].to_numpy()
+    report.rows_kept, report.agents = len(table), int(table["agent"].nunique())
+    report.frames = [float(table["frame"].min()), float(table["frame"].max())]
+    report.bounds = [float(xy[:, 0].min()), float(xy[:, 0].max()), float(xy[:, 1].min()), float(xy[:, 1].max())]
     velocity = _velocities(xy, segment)
     features = _neighbour_features(table["tick"].to_numpy(), xy, velocity, segment, neighbours)
     values = np.concatenate([xy, features], axis=1)
@@ -372,6 +207,9 @@ def _neighbour_features(
 
 
 def _announce(label: str, report: FileReport) -> None:
+    """What was read, as one line in the log (the command line prints it), and one warning per file listing
+    what was skipped or repaired."""
+    logger.info(report.summary(label))
     problems = report.problems()
     if problems:
         warnings.warn(f"{label}: loaded {report.tracks} track(s) from {report.rows} row(s); " + "; ".join(problems)

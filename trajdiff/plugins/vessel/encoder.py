@@ -85,6 +85,11 @@ class VesselEncoder(Encoder):
                 raise ConfigError(f"encoder {name} must have shape ({length}, 2), got {value.shape}")
 
     @property
+    def columns(self) -> list[str]:
+        """The loader's columns, by name and in order (lat, lon, sog, cog)."""
+        return list(COLUMNS)
+
+    @property
     def dim(self) -> int:
         """Features per token: 2 per row of the patch, plus 4 place features with ``place=True``."""
         return 2 * self.patch + (PLACE_FEATURES if self.place else 0)

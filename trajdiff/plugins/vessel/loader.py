@@ -3,7 +3,8 @@
 Why: raw AIS is full of sentinel values, impossible positions, repeated and out-of-order reports
 and GPS jumps. Each problem is either an error that names the file, line and column and says what
 to do, or a repair that is counted: per vessel in ``episodes.meta[i]["report"]`` (with the file's
-totals under ``"file"``) and in one warning per file, so nothing is dropped silently.
+totals under ``"file"``) and in one warning per file, so nothing is dropped silently. What was read (rows,
+vessels, tracks, time span and the box the positions span) is one line in the log, which the command line prints.
 
 Pipeline per vessel (MMSI): unavailable SOG/COG/Heading become missing; reports at impossible
 positions are dropped; reports are sorted by time and repeated stamps dropped (the first kept);
@@ -144,6 +145,7 @@ def load_ais(
     for meta in metas:
         meta["report"]["file"] = totals
     _announce(rows.label, totals, len(sequences), min_rows, step)
+    logger.info(_summary(rows.label, totals, sequences, metas, step))
     if not sequences:
         raise DataError(
             f"{rows.label}: no track has {min_rows + hold_out} or more rows at interval {step:g} s after cleaning ("
@@ -198,4 +200,20 @@ def _announce(label: str, totals: dict[str, Any], n_tracks: int, min_rows: int, 
     message = f"{label}: {n_tracks} track(s) at {step:g} s intervals; " + summarize(totals)
     if any(v for k, v in totals.items() if k not in quiet):
         warnings.warn(message + " (per-vessel counts in episodes.meta[i]['report'])", UserWarning, stacklevel=4)
-    logger.info(message)
+
+
+def _summary(label: str, totals: dict[str, Any], sequences: list[np.ndarray], metas: list[dict[str, Any]],
+             step: float) -> str:
+    """What was read, in one line for the log (the command line prints it): reports, vessels, tracks, the time
+    span and the box the positions span, where a mistake no check can see (latitude and longitude swapped, another
+    region than meant) shows."""
+    rows = sum(len(s) for s in sequences)
+    line = (f"{label}: read {totals['rows_read']} row(s) of {totals['vessels']} vessel(s): {len(sequences)} track(s) "
+            f"of {rows} row(s) at {step:g} s intervals")
+    if not sequences:
+        return line
+    values = np.concatenate([*sequences, *(m["future"] for m in metas if "future" in m)])
+    times = np.concatenate([np.asarray(m[key]) for m in metas for key in ("times", "future_times") if key in m])
+    first, last = (np.datetime_as_string(t, unit="s") for t in (times.min(), times.max()))
+    return (f"{line}, {first} to {last}, lat {values[:, 0].min():.4f} to {values[:, 0].max():.4f}, "
+            f"lon {values[:, 1].min():.4f} to {values[:, 1].max():.4f}")
