@@ -19,7 +19,6 @@ from trajdiff.cli_options import (
     LOAD_OPTION_HELP,
     PLAN_HELP,
     PLAN_OPTION_HELP,
-    READ_LINES,
     ROLL_STRIDE_HELP,
     THREADS_HELP,
     parse_costs,
@@ -44,7 +43,6 @@ app.callback()(report_what_is_read)  # what each command read, printed when it s
 
 
 def _fail(error: Exception) -> NoReturn:
-    READ_LINES.lines.clear()  # the error is the one line a failed command prints
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
 

@@ -4,6 +4,7 @@ each command read."""
 from __future__ import annotations
 
 import logging
+import sys
 
 import typer
 
@@ -75,7 +76,7 @@ def set_threads(threads: int) -> None:
 class ReadLines(logging.Handler):
     """Collects trajdiff's informational lines during a command: what each loader read (rows, entities, time span,
     the box the positions span), columns reordered to a model's order. A command that succeeds prints them on
-    stderr when it ends; one that fails drops them (`trajdiff.cli` clears them), so that its error stays one line."""
+    stderr when it ends; one that fails drops them, so that its error stays one line."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -89,18 +90,21 @@ READ_LINES = ReadLines()
 
 
 def report_what_is_read(ctx: typer.Context) -> None:
-    """Collects the ``trajdiff`` loggers' INFO lines while the command of ``ctx`` runs; prints them when it ends."""
+    """Collects the ``trajdiff`` loggers' INFO lines while the command of ``ctx`` runs; prints them when it ends
+    without an error (an exit status 0), drops them when it fails."""
     logger = logging.getLogger("trajdiff")
     level = logger.level
     READ_LINES.lines.clear()
     logger.addHandler(READ_LINES)
     logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
 
-    def finish() -> None:
+    def finish() -> None:  # runs as the command's context closes, with the exception that ends it, if any
         logger.removeHandler(READ_LINES)
         logger.setLevel(level)
-        for line in READ_LINES.lines:
-            typer.echo(line, err=True)
+        error = sys.exc_info()[1]
+        if error is None or (isinstance(error, typer.Exit) and error.exit_code == 0):
+            for line in READ_LINES.lines:
+                typer.echo(line, err=True)
         READ_LINES.lines.clear()
 
     ctx.call_on_close(finish)
