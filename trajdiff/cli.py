@@ -27,7 +27,9 @@ from trajdiff.cli_options import (
     set_threads,
 )
 from trajdiff.errors import TrajdiffError
+from trajdiff.memory import lean_allocators
 
+lean_allocators()  # freed memory goes back to the system (before pandas or pyarrow allocate)
 if TYPE_CHECKING:
     from trajdiff.api import LoadedModel
     from trajdiff.plugins.manager import Plugins

@@ -36,6 +36,7 @@ from trajdiff.core.calibration import FILE as CALIBRATION_FILE
 from trajdiff.core.calibration import coverage, fit_calibration
 from trajdiff.core.data import Episodes
 from trajdiff.errors import CalibrationError, DataError
+from trajdiff.memory import return_freed_memory
 from trajdiff.plugins.manager import Plugins
 
 
@@ -55,23 +56,28 @@ class Backtest:
 def backtest(loaded: LoadedModel, episodes: Episodes, *, samples: int, nfe: int | None = None,
              solver: str | None = None, stride: int | None = None, max_windows: int | None = None, seed: int = 0,
              antithetic: bool = False, horizon: int | None = None, plan: str = "full",
-             plan_options: dict[str, Any] | None = None, roll_stride: int | None = None) -> Backtest:
+             plan_options: dict[str, Any] | None = None, roll_stride: int | None = None, progress: bool = True,
+             what: str = "backtest") -> Backtest:
     """Every window of history + ``horizon`` rows (default the trained horizon; longer ones roll the trained
     window forward, see `forecast_histories`), step ``stride`` (default the horizon), at most ``max_windows``
-    evenly spread, forecast from its history alone: raw samples, before any calibration."""
+    evenly spread, forecast from its history alone: raw samples, before any calibration. Windows are cut from
+    the episodes and encoded a batch at a time; ``progress`` reports them under the name ``what``."""
     d = loaded.defaults
     samples, seed = check_required(samples, "samples"), check_seed(seed)
     stride, max_windows = check_count(stride, "stride"), check_count(max_windows, "max_windows")
     horizon = check_horizon(loaded, horizon)
-    index, too_short = window_index(episodes, d.history + horizon, stride or horizon)
-    if max_windows is not None and len(index) > max_windows:
-        index = [index[i] for i in np.linspace(0, len(index) - 1, max_windows).round().astype(int)]
+    return_freed_memory()  # what loading the data freed
+    every, too_short = window_index(episodes, d.history + horizon, stride or horizon, history=d.history)
+    positions = np.arange(len(every))  # indices into the episodes: rows are cut for the chosen windows only
+    if max_windows is not None and len(every) > max_windows:
+        positions = np.linspace(0, len(every) - 1, max_windows).round().astype(np.int64)
+    index = list(zip(*(part.tolist() for part in every.locate(positions)), strict=True))
     histories = [episodes.sequences[i][s:s + d.history] if d.history else episodes.sequences[i][s:s + 1]
                  for i, s in index]
     truth = np.stack([episodes.sequences[i][s + d.history:s + d.history + horizon] for i, s in index])
     futures, frames = forecast_histories(loaded, histories, samples=samples, horizon=horizon, stride=roll_stride,
                                          nfe=nfe, solver=solver, seed=seed, antithetic=antithetic, plan=plan,
-                                         plan_options=plan_options)
+                                         plan_options=plan_options, progress=progress, what=what)
     return Backtest(futures, truth, frames, list(episodes.columns), too_short,
                     np.stack(histories)[:, :d.history], windows=list(index))
 
@@ -116,7 +122,7 @@ def evaluate(
     horizon = check_horizon(loaded, horizon)
     run = backtest(loaded, episodes, samples=draws or samples, nfe=nfe, solver=solver, stride=stride,
                    max_windows=max_windows, seed=seed, antithetic=antithetic, horizon=horizon, plan=plan,
-                   plan_options=plan_options)
+                   plan_options=plan_options, what="evaluating")
     calibrated = calibrated and horizon == d.horizon  # a calibration is fitted on the trained horizon
     decoded = apply_calibration(loaded, run.futures, run.frames, calibrated)
     check_decoded(loaded, decoded, [run.histories, run.truth], calibrated, model_dir)
@@ -180,7 +186,7 @@ def calibrate(
     episodes = loaded.domain.load(data, **(load_options or {}))
     episodes = align_columns(episodes, loaded.encoder, data)
     run = backtest(loaded, episodes, samples=samples, nfe=nfe, solver=solver, stride=stride, max_windows=max_windows,
-                   seed=seed, antithetic=antithetic, plan=plan, plan_options=plan_options)
+                   seed=seed, antithetic=antithetic, plan=plan, plan_options=plan_options, what="calibrating")
     if len(run.truth) < 10:
         raise DataError(f"calibration needs at least 10 held-out windows; {data} gives {len(run.truth)} of "
                         f"{loaded.defaults.length} rows (lower --stride, or give a longer validation period)")

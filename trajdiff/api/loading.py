@@ -3,6 +3,7 @@ loading a trained model with its domain, encoder and calibration."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from trajdiff.api.checks import validate_defaults
 from trajdiff.core.calibration import Calibration
 from trajdiff.core.data import Episodes
 from trajdiff.core.model import DiffusionModel
+from trajdiff.core.window_source import WindowIndex, WindowSource
 from trajdiff.errors import CheckpointError, ConfigError, DataError
 from trajdiff.plugins.identity import same_package
 from trajdiff.plugins.manager import Plugins, get_plugins
@@ -41,44 +43,51 @@ def context_tokens(encoder: Encoder, defaults: ModelDefaults) -> int:
     return defaults.history // per
 
 
-def window_index(episodes: Episodes, length: int, stride: int = 1) -> tuple[list[tuple[int, int]], list[str]]:
-    """(episode, start row) of every window of ``length`` rows (step ``stride``), and the ids of episodes too
-    short for one. Indices only: windows are cut from the episodes when they are used."""
-    index, too_short = [], []
-    for i, sequence in enumerate(episodes.sequences):
-        if len(sequence) < length:
-            too_short.append(episodes.ids[i])
-            continue
-        index.extend((i, start) for start in range(0, len(sequence) - length + 1, stride))
-    if not index:
+def window_index(episodes: Episodes, length: int, stride: int = 1, *,
+                 history: int | None = None) -> tuple[WindowIndex, list[str]]:
+    """(episode, start row) of every window of ``length`` rows (step ``stride``) as a `WindowIndex` (one offset per
+    episode, nothing per window), and the ids of episodes too short for one. Windows are cut from the episodes
+    when they are used. ``history`` (rows) only makes the error for data without a window name it."""
+    index = WindowIndex(episodes.lengths, length, stride)
+    too_short = [episodes.ids[i] for i in np.flatnonzero(index.counts == 0)]
+    if not len(index):
         longest = max(episodes.lengths) if len(episodes) else 0
-        raise DataError(f"no episode is long enough for one window of {length} rows; the longest has {longest} rows. "
+        rows = f"{length} rows" + ("" if history is None else f" (history {history} + horizon {length - history})")
+        raise DataError(f"no episode is long enough for one window of {rows}; the longest has {longest} rows. "
                         "Use shorter --history/--horizon or more data.")
     return index, too_short
+
+
+def window_source(episodes: Episodes, encoder: Encoder, history: int, length: int, stride: int = 1, *,
+                  augment: Callable[[np.ndarray], np.ndarray] | None = None, labels: np.ndarray | None = None,
+                  classes: int = 0) -> tuple[WindowSource, list[str]]:
+    """The windows of ``length`` rows (step ``stride``) as a `WindowSource` that encodes them (``history`` rows
+    observed) a batch at a time, and the ids of episodes too short for one window. ``augment``, ``labels`` (a
+    class per episode) and ``classes`` as in `WindowSource`."""
+    index, too_short = window_index(episodes, length, stride, history=history)
+
+    def encode(rows: np.ndarray) -> np.ndarray:
+        return encoder.encode(rows, history)[0]
+
+    return WindowSource(episodes.sequences, index, encode, augment=augment, labels=labels, classes=classes), too_short
 
 
 def encode_windows(
     episodes: Episodes, encoder: Encoder, history: int, length: int, stride: int = 1,
     frames: list[dict[str, Any]] | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, int]], list[str]]:
-    """All windows of ``length`` rows (step ``stride``) encoded: ``[N, length, D]``, their
+    """All windows of ``length`` rows (step ``stride``) encoded at once: ``[N, length, D]``, their
     (episode, start) index, and the ids of episodes too short for one window. Pass a list as
-    ``frames`` to collect each window's frame (needed to decode it)."""
-    try:
-        index, too_short = window_index(episodes, length, stride)
-    except DataError:
-        longest = max(episodes.lengths) if len(episodes) else 0
-        raise DataError(
-            f"no episode is long enough for one window of {length} rows (history {history} + horizon "
-            f"{length - history}); the longest has {longest} rows. Use shorter --history/--horizon or more data."
-        ) from None
+    ``frames`` to collect each window's frame (needed to decode it). Memory grows with the windows
+    (about ``length x D`` floats each): for small data; training uses `window_source`."""
+    index, too_short = window_index(episodes, length, stride, history=history)
     encoded = []
     for i, start in index:
         tokens, frame = encoder.encode(episodes.sequences[i][start:start + length], history)
         encoded.append(tokens)
         if frames is not None:
             frames.append(frame)
-    return np.stack(encoded).astype(np.float32), index, too_short
+    return np.stack(encoded).astype(np.float32), list(index), too_short
 
 
 @dataclass

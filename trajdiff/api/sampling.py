@@ -15,8 +15,9 @@ from trajdiff.api.loading import (
 )
 from trajdiff.core.conditional import Known, sample_conditional
 from trajdiff.core.guidance import CostGradient
+from trajdiff.core.progress import Progress
 from trajdiff.core.selection import representative_samples
-from trajdiff.errors import ConfigError
+from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.spec import BatchCost, Domain, Encoder
 
 
@@ -35,8 +36,11 @@ def sample_futures(
     antithetic: bool = False,
     plan: str | torch.Tensor = "full",
     plan_options: dict[str, Any] | None = None,
+    generator: torch.Generator | None = None,
 ) -> np.ndarray:
     """Samples futures for encoded contexts ``[N, L, D]`` (history tokens observed): ``[S, N, L, D]``.
+    ``generator`` (optional) draws the noise instead of a fresh one seeded with ``seed``, so that contexts
+    sampled in several calls (chunks) draw from one stream.
 
     ``plan`` (``full``, ``autoregressive``, ``pyramid``, ``rolling`` or a tensor) and ``plan_options``
     as in `trajdiff.core.conditional.build_plan`; ``nfe`` counts network evaluations.
@@ -76,7 +80,8 @@ def sample_futures(
     drawn = sample_conditional(
         loaded.model.denoiser(ema=True), loaded.model.schedule, known, samples=samples, plan=plan,
         nfe=nfe or defaults.nfe, solver=solver or defaults.solver, plan_options=plan_options, guides=guides,
-        antithetic=antithetic, generator=torch.Generator().manual_seed(seed), batch_limit=batch_limit,
+        antithetic=antithetic, generator=generator if generator is not None else torch.Generator().manual_seed(seed),
+        batch_limit=batch_limit,
     )
     history = np.asarray(contexts, dtype=np.float64)[:, :observed]
     unusable = int((~np.isfinite(history)).sum())
@@ -151,6 +156,9 @@ def forecast_histories(
     antithetic: bool = False,
     plan: str | torch.Tensor = "full",
     plan_options: dict[str, Any] | None = None,
+    progress: bool = True,
+    what: str = "forecasting",
+    chunk: int | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Futures of ``horizon`` rows after each observed history (raw rows ``[>= history, F]``):
     ``[S, N, horizon, F]`` in user units, with the frames of the first windows.
@@ -159,6 +167,12 @@ def forecast_histories(
     forward: each sample keeps the first ``stride`` rows of its future (default: the trained horizon),
     its last ``history`` rows (observed or sampled, held clean) become the next window's history, and
     one continuation is drawn per sample, until ``horizon`` rows exist.
+
+    Histories are encoded and sampled ``chunk`` at a time (default: as many as one sampling batch of 4096
+    sequences holds, ``4096 // samples``), so that memory beyond the returned futures stays bounded; the
+    chunks draw from one noise stream per rolling round (one chunk gives what one call always gave).
+    ``progress`` reports the histories done under the name ``what`` (a bar in a terminal, else a line every
+    10 s; nothing for runs of a few seconds).
     """
     d = loaded.defaults
     samples, seed = check_required(samples, "samples"), check_seed(seed)
@@ -168,13 +182,36 @@ def forecast_histories(
         raise ConfigError(f"the roll stride must be in 1..{d.horizon} (the trained horizon), got {stride}")
     if horizon > d.horizon and d.history == 0:
         raise ConfigError(f"a model without history rows cannot roll past its trained horizon of {d.horizon} rows")
-    options = {"nfe": nfe, "solver": solver, "costs": costs, "plan": plan, "plan_options": plan_options}
+    if not len(histories):
+        raise DataError("there is no history to forecast from (no window or entity with enough rows)")
+    chunk = max(1, 4096 // samples) if chunk is None else check_required(chunk, "chunk")
+    options = {"nfe": nfe, "solver": solver, "costs": costs, "plan": plan, "plan_options": plan_options,
+               "antithetic": antithetic}
+    streams: dict[int, torch.Generator] = {}  # one noise stream per rolling round (its seed), across chunks
+    parts, frames = [], []
+    with Progress(len(histories), what, "window", enabled=progress, delay=2.0) as shown:
+        for lo in range(0, len(histories), chunk):
+            part_meta = meta[lo:lo + chunk] if meta is not None else None
+            futures, first = _roll_chunk(loaded, histories[lo:lo + chunk], part_meta, samples=samples, seed=seed,
+                                         horizon=horizon, stride=stride, streams=streams, **options)
+            parts.append(futures)
+            frames.extend(first)
+            shown.update(len(first))
+    return (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)), frames
+
+
+def _roll_chunk(loaded: LoadedModel, histories: list[np.ndarray], meta: list[dict[str, Any]] | None, *, samples: int,
+                seed: int, horizon: int, stride: int, streams: dict[int, torch.Generator], antithetic: bool,
+                **options: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """`forecast_histories` for one chunk of histories: futures ``[S, n, horizon, F]`` and the first frames."""
+    d = loaded.defaults
     first: list[list[dict[str, Any]]] = []
 
     def window(rows: list[np.ndarray], count: int, round_seed: int, round_meta: list[dict[str, Any]] | None
                ) -> np.ndarray:
+        stream = streams.setdefault(round_seed, torch.Generator().manual_seed(round_seed))
         futures, frames = _one_window(loaded, rows, samples=count, seed=round_seed, meta=round_meta,
-                                      antithetic=antithetic and count > 1, **options)
+                                      antithetic=antithetic and count > 1, generator=stream, **options)
         if not first:
             first.append(frames)
         return futures
@@ -211,8 +248,8 @@ def roll_windows(sample_window: WindowSampler, histories: list[np.ndarray], *, h
 
 
 def _one_window(loaded: LoadedModel, histories: list[np.ndarray], *, samples: int, seed: int,
-                meta: list[dict[str, Any]] | None, antithetic: bool, **options: Any
-                ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+                meta: list[dict[str, Any]] | None, antithetic: bool, generator: torch.Generator | None = None,
+                **options: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One trained window per history: futures ``[S, N, H, F]`` (user units) and the frames."""
     d, encoder = loaded.defaults, loaded.encoder
     contexts, frames = [], []
@@ -224,6 +261,6 @@ def _one_window(loaded: LoadedModel, histories: list[np.ndarray], *, samples: in
         contexts.append(tokens)
         frames.append(frame)
     drawn = sample_futures(loaded, np.stack(contexts).astype(np.float32), samples=samples, seed=seed, frames=frames,
-                           meta=meta, antithetic=antithetic, **options)
+                           meta=meta, antithetic=antithetic, generator=generator, **options)
     futures = np.stack([encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(histories))], axis=1)
     return futures, frames

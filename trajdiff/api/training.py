@@ -17,15 +17,18 @@ from trajdiff import __version__
 from trajdiff.api.checks import check_seed
 from trajdiff.api.loading import (
     context_tokens,
-    encode_windows,
     make_encoder,
     provenance,
     registry_or_default,
+    window_index,
+    window_source,
 )
 from trajdiff.core.data import Episodes
 from trajdiff.core.model import DiffusionModel
-from trajdiff.core.training import TrainConfig, TrainData, Trainer
+from trajdiff.core.training import TrainConfig, Trainer
+from trajdiff.core.window_source import WindowSource
 from trajdiff.errors import CheckpointError, ConfigError, DataError
+from trajdiff.memory import return_freed_memory
 from trajdiff.plugins.manager import Plugins
 from trajdiff.plugins.spec import Domain, ModelDefaults, Recipe, TrainingSet
 
@@ -91,15 +94,18 @@ def train(
     defaults = _settings(dom, chosen, history=history, horizon=horizon, steps=steps, batch_size=batch_size, lr=lr,
                          stride=stride, network=network, encoder=encoder)
     episodes = data if isinstance(data, Episodes) else dom.load(data, **(load_options or {}))
+    return_freed_memory()
     fitted = make_encoder(dom, defaults).fit(episodes)
+    return_freed_memory()
     observed = context_tokens(fitted, defaults)
-    x, index, too_short = encode_windows(episodes, fitted, defaults.history, defaults.length, defaults.stride)
+    index, too_short = window_index(episodes, defaults.length, defaults.stride, history=defaults.history)
     if too_short:
         warnings.warn(f"{len(too_short)} episode(s) shorter than one window ({defaults.length} rows) were not "
                       f"used for training: {too_short[:5]}{' ...' if len(too_short) > 5 else ''}", stacklevel=2)
-    defaults, labels = _window_labels(episodes, index, defaults)
-    x = dom.augment_windows(x, fitted)
-    labels = _follow_augmentation(dom, labels, len(x))
+    defaults, labels = _episode_labels(episodes, index.episodes, defaults)
+    source, _ = window_source(episodes, fitted, defaults.history, defaults.length, defaults.stride,
+                              augment=lambda windows: dom.augment_windows(windows, fitted), labels=labels,
+                              classes=len(defaults.labels) if labels is not None else 0)
     net = {**defaults.network, "dim": fitted.dim}
     if labels is not None:
         net["cond_dim"] = len(defaults.labels)
@@ -112,23 +118,20 @@ def train(
         "trajdiff_version": __version__,
     }
     if chosen is not None:
-        stored = chosen.store(TrainingSet(fitted, defaults, x, labels)) if chosen.store is not None else {}
+        stored = chosen.store(TrainingSet(fitted, defaults, source, source.all_labels())) if chosen.store else {}
         extra["recipe"] = {"name": recipe, "stored": stored}
     model = DiffusionModel(net, schedule=defaults.schedule, parametrization=defaults.parametrization, extra=extra)
-    config = _train_config(defaults, observed, x.shape[1], conditioned=labels is not None, minutes=minutes,
+    config = _train_config(defaults, observed, source.tokens, conditioned=labels is not None, minutes=minutes,
                            seed=seed, device=device, progress=progress)
-    cond = None
-    if labels is not None:
-        cond = torch.nn.functional.one_hot(torch.from_numpy(labels), len(defaults.labels)).float()
-    fingerprint = _fingerprint(x, labels)
+    fingerprint = data_fingerprint(episodes, source, extra["encoder"], defaults.history)
     if resume:
         _check_same_data(Path(out), fingerprint)
-    trainer = Trainer(model, TrainData(torch.from_numpy(x), cond=cond), config, out_dir=out, resume=resume,
-                      metadata={"windows": int(x.shape[0]), "episodes": len(episodes),
-                                "skipped_episodes": too_short, "data_sha256": fingerprint})
+    trainer = Trainer(model, source, config, out_dir=out, resume=resume,
+                      metadata={"episodes": len(episodes), "skipped_episodes": too_short,
+                                "data_fingerprint": fingerprint})
     result = trainer.fit()
     final = float(np.mean(result.losses[-50:])) if result.losses else float("nan")
-    return TrainSummary(Path(out), dom.name, result.step, result.seconds, final, int(x.shape[0]), too_short,
+    return TrainSummary(Path(out), dom.name, result.step, result.seconds, final, len(source), too_short,
                         result.stopped_early)
 
 
@@ -145,24 +148,40 @@ def _check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
                           "replace it, or choose another --out")
 
 
-def _fingerprint(x: np.ndarray, labels: np.ndarray | None) -> str:
-    """sha256 of the training windows (and their labels): what a resumed run must train on again."""
-    digest = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
-    digest.update(str(x.shape).encode())
-    if labels is not None:
-        digest.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+FINGERPRINT = "sha256 of episodes + window index v1"
+"""How `data_fingerprint` is made; a checkpoint whose ``metadata`` records another way cannot be checked."""
+
+
+def data_fingerprint(episodes: Episodes, source: WindowSource, encoder_state: dict[str, Any], history: int) -> str:
+    """sha256 of what a run trains on, without encoding a window: every episode's raw values (dtype, shape,
+    bytes), the window index (length, stride, history rows, augmented copies), each episode's label and
+    the fitted encoder's state (its options and statistics). A resumed run must give the same."""
+    header = {"kind": FINGERPRINT, "columns": list(episodes.columns), "length": source.index.length,
+              "stride": source.index.stride, "history": history, "copies": source.copies,
+              "tokens": [source.tokens, source.dim], "encoder": encoder_state,
+              "labels": None if source.labels is None else source.labels.tolist()}
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode())
+    for sequence in episodes.sequences:
+        values = np.ascontiguousarray(sequence)
+        digest.update(f"{values.dtype.str}{values.shape}".encode())
+        digest.update(values.reshape(-1).view(np.uint8))  # the bytes, without a copy
     return digest.hexdigest()
 
 
 def _check_same_data(out: Path, fingerprint: str) -> None:
     """Resuming with other data (or other windowing options) than the checkpoint was trained on is an error."""
     try:
-        saved = json.loads((out / "config.json").read_text()).get("metadata", {}).get("data_sha256")
+        metadata = json.loads((out / "config.json").read_text()).get("metadata", {})
+        saved = metadata.get("data_fingerprint")
     except (OSError, ValueError, AttributeError) as error:
         raise CheckpointError(f"cannot read {out / 'config.json'} to resume: {error}") from None
+    if saved is None and metadata.get("data_sha256") is not None:
+        warnings.warn(f"{out} records the sha256 of its encoded training windows, written before training data "
+                      "were fingerprinted without encoding them; resuming without checking that the data are the "
+                      "same", stacklevel=3)
     if saved is not None and saved != fingerprint:
         raise DataError(f"{out} was trained on other data (or other --history/--horizon/--stride/encoder options) "
-                        f"than this run would use (training windows' sha256 {saved[:12]} vs {fingerprint[:12]}); "
+                        f"than this run would use (training data fingerprint {saved[:12]} vs {fingerprint[:12]}); "
                         "resume with the same data and options, or train a new model with --overwrite")
 
 
@@ -201,14 +220,15 @@ def _settings(dom: Domain, recipe: Recipe | None, *, network: dict[str, Any] | N
     return replace(defaults, **changes) if changes else defaults
 
 
-def _window_labels(episodes: Episodes, index: list[tuple[int, int]],
-                   defaults: ModelDefaults) -> tuple[ModelDefaults, np.ndarray | None]:
+def _episode_labels(episodes: Episodes, used: np.ndarray,
+                    defaults: ModelDefaults) -> tuple[ModelDefaults, np.ndarray | None]:
     """For a label-conditioned model (``defaults.label``): the settings with the label values resolved, and
-    each window's index among them; (defaults, None) for an unconditional one."""
+    each episode's index among them (0 for the ``used`` ones' complement, which give no window); (defaults,
+    None) for an unconditional one."""
     if defaults.label is None:
         return defaults, None
     values: dict[int, str] = {}
-    for i in sorted({episode for episode, _ in index}):
+    for i in (int(i) for i in used):
         meta = episodes.meta[i] or {}
         if defaults.label not in meta:
             raise DataError(f"episode {episodes.ids[i]!r} has no {defaults.label!r} in its meta, which this model "
@@ -219,17 +239,10 @@ def _window_labels(episodes: Episodes, index: list[tuple[int, int]],
     if unknown:
         raise DataError(f"{defaults.label} value(s) not among the model's labels {labels}: "
                         + ", ".join(f"{value!r} (episode {episode!r})" for value, episode in unknown[:5]))
-    return replace(defaults, labels=labels), np.asarray([labels.index(values[i]) for i, _ in index])
-
-
-def _follow_augmentation(dom: Domain, labels: np.ndarray | None, windows: int) -> np.ndarray | None:
-    """Labels for the windows `Domain.augment_windows` returned: whole copies of the originals, in order."""
-    if labels is None or windows == len(labels):
-        return labels
-    if windows % len(labels):
-        raise ConfigError(f"domain {dom.name!r}: augment_windows turned {len(labels)} windows into {windows}, not "
-                          "whole copies of them, so a label-conditioned model cannot tell each window's label")
-    return np.tile(labels, windows // len(labels))
+    per_episode = np.zeros(len(episodes), dtype=np.int64)
+    for i, value in values.items():
+        per_episode[i] = labels.index(value)
+    return replace(defaults, labels=labels), per_episode
 
 
 def _train_config(defaults: ModelDefaults, observed: int, tokens: int, *, conditioned: bool,

@@ -224,8 +224,9 @@ class Normalizer:
 
     def fit(self, data: np.ndarray | torch.Tensor | Episodes) -> Normalizer:
         """Estimate shift and scale from ``data`` ([N, D], [..., D] or Episodes); returns self."""
-        if isinstance(data, Episodes):
-            arr = data.concat()
+        validated = isinstance(data, Episodes)  # finite by construction
+        if validated:  # one sequence is used as it is: no copy of the data
+            arr = data.sequences[0] if len(data) == 1 else data.concat()
         elif isinstance(data, torch.Tensor):
             arr = data.detach().cpu().double().numpy()
         else:
@@ -237,11 +238,11 @@ class Normalizer:
                 f"Normalizer.fit expects [N, D] (or [..., D]), got shape {tuple(arr.shape)}; "
                 "for a single feature use x[:, None]"
             )
-        x = arr.reshape(-1, arr.shape[-1]).astype(np.float64)
+        x = arr.reshape(-1, arr.shape[-1]).astype(np.float64, copy=False)
         if x.shape[0] == 0:
             raise DataError("Normalizer.fit got no rows; fit it on non-empty data")
-        finite = np.isfinite(x)
-        if not finite.all():
+        finite = True if validated else np.isfinite(x)
+        if not np.all(finite):
             row, col = (int(v) for v in np.argwhere(~finite)[0])
             raise DataError(
                 f"Normalizer.fit data has {x[row, col]} at row {row}, column {col}; clean or impute "
@@ -252,7 +253,8 @@ class Normalizer:
         else:
             lo, hi = x.min(axis=0), x.max(axis=0)
             shift, spread = (hi + lo) / 2.0, (hi - lo) / 2.0
-        floor = np.maximum(self.eps, _REL_FLOOR * np.abs(x).max(axis=0))
+        largest = np.maximum(np.abs(x.max(axis=0)), np.abs(x.min(axis=0)))  # max |x| without a copy of x
+        floor = np.maximum(self.eps, _REL_FLOOR * largest)
         self.shift = shift
         self.scale = np.maximum(spread, floor)
         return self

@@ -33,8 +33,10 @@ from trajdiff.core.model import DiffusionModel
 from trajdiff.core.optimizer_state import restore_optimizer
 from trajdiff.core.parametrize import network_input, target, x0_error_scale
 from trajdiff.core.plans import staircase
+from trajdiff.core.progress import Progress
 from trajdiff.core.samplers import check_sequences
 from trajdiff.core.schedules import Schedule
+from trajdiff.core.window_source import WindowSource
 from trajdiff.errors import CheckpointError, ConfigError, ShapeError
 
 NOISE_MODES = ("independent", "shared", "rolling")
@@ -191,6 +193,23 @@ class TrainData:
         if self.valid is not None and tuple(self.valid.shape) != tuple(self.x.shape[:2]):
             raise ShapeError(f"valid must be a [N, T] mask = {tuple(self.x.shape[:2])}, got {tuple(self.valid.shape)}")
 
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def tokens(self) -> int:
+        return int(self.x.shape[1])
+
+    def take(self, index: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The windows at ``index``: (x, cond or None, valid or None), as `WindowSource.take` gives them."""
+        cond = self.cond[index] if self.cond is not None else None
+        valid = self.valid[index] if self.valid is not None else None
+        return self.x[index], cond, valid
+
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint records about the windows (`WindowSource.describe`)."""
+        return {"windows": len(self)}
+
 
 @dataclass
 class TrainResult:
@@ -211,12 +230,13 @@ def _distributed() -> tuple[int, int]:
 
 
 class Trainer:
-    """Trains a DiffusionModel on TrainData; resumes from ``out_dir`` when it holds a checkpoint."""
+    """Trains a DiffusionModel on TrainData (windows in memory) or a WindowSource (windows encoded per batch,
+    the same batches for the same seed); resumes from ``out_dir`` when it holds a checkpoint."""
 
     def __init__(
         self,
         model: DiffusionModel,
-        data: TrainData,
+        data: TrainData | WindowSource,
         config: TrainConfig | None = None,
         out_dir: str | Path | None = None,
         resume: bool = True,
@@ -225,7 +245,7 @@ class Trainer:
         self.model = model
         self.data = data
         self.config = config or TrainConfig()
-        self.config.validate(data.x.shape[1])
+        self.config.validate(data.tokens)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.metadata = dict(metadata or {})
         self.rank, self.world = _distributed()
@@ -254,33 +274,31 @@ class Trainer:
 
     def _batch(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
         cfg = self.config
-        n, horizon, _ = self.data.x.shape
+        n, horizon = len(self.data), self.data.tokens
         index = torch.randint(n, (cfg.batch_size,), generator=self.generator)
-        x0 = self.data.x[index].to(self.device)
+        x0, cond, valid = self.data.take(index)
+        x0 = x0.to(self.device)
         k = sample_levels(cfg.noise, cfg.batch_size, horizon, generator=self.generator, window=cfg.window)
         if cfg.history:
             held = torch.rand(cfg.batch_size, generator=self.generator) < cfg.history_prob
             k[held, : cfg.history] = 0.0
-        cond = self.data.cond[index].to(self.device) if self.data.cond is not None else None
+        cond = cond.to(self.device) if cond is not None else None
         drop = None
         if cond is not None and cfg.cond_dropout > 0:
             drop = (torch.rand(cfg.batch_size, generator=self.generator) < cfg.cond_dropout).to(self.device)
-        valid = self.data.valid[index].to(self.device) if self.data.valid is not None else None
+        valid = valid.to(self.device) if valid is not None else None
         return x0, k.to(self.device), cond, drop, valid
 
     def fit(self) -> TrainResult:
         """Trains until ``config.steps`` (or ``max_minutes``); checkpoints periodically and at the end.
 
-        Ctrl-C saves a checkpoint at the current step before re-raising, so the run can resume.
+        With ``config.progress`` it reports progress (a bar in a terminal, else a line every 10 s with steps,
+        loss and time left; see `Progress`). Ctrl-C saves a checkpoint at the current step before
+        re-raising, so the run can resume.
         """
         cfg = self.config
         start = time.monotonic()
-        show = cfg.progress and self.rank == 0
-        bar = None
-        if show:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step", leave=False, disable=None)
+        bar = Progress(cfg.steps, "training", "step", initial=self.step, enabled=cfg.progress and self.rank == 0)
         stopped_early = False
         self.model.network.train()
         try:
@@ -290,18 +308,15 @@ class Trainer:
                     break
                 loss = self._train_step()
                 self.losses.append(loss)
-                if bar is not None:
-                    bar.update(1)
-                    if self.step % 10 == 0:
-                        bar.set_postfix(loss=f"{sum(self.losses[-50:]) / len(self.losses[-50:]):.4f}")
+                recent = self.losses[-50:]
+                bar.update(1, loss=f"{sum(recent) / len(recent):.4f}")
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.save_checkpoint()
         except KeyboardInterrupt:
             self.save_checkpoint()
             raise
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         self.model.network.eval()
         self.save_checkpoint()
         return TrainResult(self.step, self.losses, time.monotonic() - start, stopped_early)
@@ -337,7 +352,7 @@ class Trainer:
         if self.rank == 0:
             config = self.model.config
             config["training"] = asdict(self.config)
-            config["metadata"] = self.metadata
+            config["metadata"] = {**self.metadata, **self.data.describe()}
             path = save_checkpoint(
                 self.out_dir,
                 config=config,

@@ -22,6 +22,7 @@ import pluggy
 from torch import Tensor
 
 from trajdiff.core.data import Episodes
+from trajdiff.core.window_source import WindowSource
 from trajdiff.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -103,13 +104,13 @@ class ModelDefaults:
 
 @dataclass
 class TrainingSet:
-    """What a training run feeds the network, for `Recipe.store`: the fitted encoder, the model's
-    settings, the encoded windows ``[N, T, D]`` and each window's index in ``defaults.labels``
-    (None for an unconditional model)."""
+    """What a training run feeds the network, for `Recipe.store`: the fitted encoder, the model's settings, the
+    windows ``[N, T, D]`` (a `WindowSource`: ``windows[i]``, ``windows[i, :k]`` encode only those; ``np.asarray``
+    encodes all) and each window's index in ``defaults.labels`` (None for an unconditional model)."""
 
     encoder: Encoder
     defaults: ModelDefaults
-    windows: np.ndarray
+    windows: WindowSource
     labels: np.ndarray | None
 
 
@@ -328,9 +329,9 @@ class Domain(ABC):
         return np.asarray(futures)[:, -1]
 
     def augment_windows(self, windows: np.ndarray, encoder: Encoder) -> np.ndarray:
-        """Training windows ``[N, T, D]`` (encoded) -> the windows to train on, e.g. with mirrored copies
-        added where the domain is symmetric. The result is the given windows followed by whole copies of
-        them in the same order (``[k N, T, D]``), so that each window's label follows. Default: unchanged."""
+        """A batch of training windows ``[N, T, D]`` (encoded; called per batch) -> the windows to train on, e.g.
+        with mirrored copies added where the domain is symmetric. The result is the given windows followed by whole
+        copies of them in the same order (``[k N, T, D]``), so that each window's label follows. Default: as is."""
         return windows
 
     def recipes(self) -> dict[str, Recipe]:

@@ -57,14 +57,19 @@ def clean_series(
     Also returns which cells were missing (filled), on the output rows: imputation and anomaly
     scoring need to know what was observed."""
     who = f"series {sid!r}" if sid is not None else "the series"
-    where = table.where[rows]
-    order = np.argsort(stamps, kind="stable")
-    report["rows_sorted"] = int((order != np.arange(len(order))).sum())
-    stamps, values, where = stamps[order], values[order], where[order]
+    kept = rows  # the table row of each row kept, in output order (a series in order is not copied)
+    report["rows_sorted"] = 0
+    if len(stamps) > 1 and not (stamps[1:] >= stamps[:-1]).all():
+        order = np.argsort(stamps, kind="stable")
+        report["rows_sorted"] = int((order != np.arange(len(order))).sum())
+        stamps, values, kept = stamps[order], values[order], rows[order]
     dup = np.zeros(len(stamps), dtype=bool)
     dup[:-1] = stamps[:-1] == stamps[1:]  # equal stamps stay in file order: keep the last one
     report["duplicates_removed"] = int(dup.sum())
-    stamps, values, where = stamps[~dup], values[~dup], where[~dup]
+    if report["duplicates_removed"]:
+        stamps, values, kept = stamps[~dup], values[~dup], kept[~dup]
+    del dup
+    where = _Where(table, kept)
 
     nan = np.isnan(values)
     report["fill"] = fill
@@ -101,6 +106,16 @@ def clean_series(
     return values, grid, missing
 
 
+class _Where:
+    """The file line (or row) of each kept row, looked up when a message needs one (no array per row)."""
+
+    def __init__(self, table: Table, rows: np.ndarray) -> None:
+        self.table, self.rows = table, rows
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.table.where[self.rows[i]]
+
+
 def _fill(values: np.ndarray, nan: np.ndarray, stamps: np.ndarray, fill: str, cols: list[str], who: str,
           label: str) -> np.ndarray:
     values = values.copy()
@@ -122,7 +137,7 @@ def _fill(values: np.ndarray, nan: np.ndarray, stamps: np.ndarray, fill: str, co
     return values
 
 
-def _check_regular(stamps: np.ndarray, where: np.ndarray, table: Table, who: str) -> None:
+def _check_regular(stamps: np.ndarray, where: _Where, table: Table, who: str) -> None:
     if len(stamps) < 3:
         return
     steps = np.diff(stamps)

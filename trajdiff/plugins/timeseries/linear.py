@@ -31,19 +31,42 @@ ANCHORS = ("last", "mean")
 HOLDOUT = 0.2  # share of each training series held out when the anchor is chosen automatically
 
 
-def _windows(series: list[np.ndarray], history: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every (history, future) pair of every column: ``[N, history]``, ``[N, horizon]``."""
+def _windows(series: list[np.ndarray], history: int, horizon: int,
+             max_windows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(history, future) pairs of the columns of every series: ``[N, history]``, ``[N, horizon]``, in the order of
+    series, window start, column. With ``max_windows``, at most that many, drawn without replacement (seed 0)
+    and gathered alone: memory grows with ``max_windows``, never with the data (the pairs of a 20-million-row
+    series would take 92 GB)."""
     length = history + horizon
-    inputs, targets = [], []
-    for values in series:
-        if len(values) < length:
-            continue
-        view = np.lib.stride_tricks.sliding_window_view(values, length, axis=0).reshape(-1, length)
-        inputs.append(view[:, :history])
-        targets.append(view[:, history:])
-    if not inputs:
+    usable = [values for values in series if len(values) >= length]
+    sizes = np.asarray([(len(values) - length + 1) * values.shape[1] for values in usable], dtype=np.int64)
+    total = int(sizes.sum())
+    if total == 0:
         return np.zeros((0, history)), np.zeros((0, horizon))
-    return np.concatenate(inputs), np.concatenate(targets)
+    order = "C"  # the layouts the pairs always had (row sums, hence the last bits, depend on them)
+    if max_windows is not None and total > max_windows:
+        rows = np.random.default_rng(0).choice(total, max_windows, replace=False)
+    else:
+        rows, order = np.arange(total), "F"
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    owner = np.searchsorted(offsets, rows, side="right") - 1
+    dtype = np.result_type(*usable)
+    x, y = (np.empty((len(rows), columns), dtype=dtype, order=order) for columns in (history, horizon))
+    steps = np.arange(length)
+    grouped = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[grouped], np.arange(len(usable) + 1))
+    for s, values in enumerate(usable):
+        chosen = grouped[bounds[s]:bounds[s + 1]]
+        for lo in range(0, len(chosen), 8192):  # bounded index arrays
+            part = chosen[lo:lo + 8192]
+            start, column = np.divmod(rows[part] - offsets[s], values.shape[1])
+            pairs = values[start[:, None] + steps, column[:, None]]
+            x[part], y[part] = pairs[:, :history], pairs[:, history:]
+    return x, y
+
+
+def _has_windows(series: list[np.ndarray], length: int) -> bool:
+    return any(len(values) >= length for values in series)
 
 
 def _normalize(x: np.ndarray, y: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
@@ -68,37 +91,43 @@ class RidgeForecaster:
         self.holdout_mse: dict[str, float] = {}  # per anchor, when chosen automatically
         self.weights: np.ndarray | None = None  # [history + 1, horizon], last row is the bias
 
-    def _solve(self, x: np.ndarray, y: np.ndarray, anchor: str) -> np.ndarray:
+    @staticmethod
+    def _design(x: np.ndarray, anchor: str) -> tuple[np.ndarray, np.ndarray | float]:
+        """``[x - level, 1]`` (filled in place: one array, no temporaries) and the level."""
         level = x[:, -1:] if anchor == "last" else 0.0
-        design = np.concatenate([x - level, np.ones((len(x), 1))], axis=1)
+        design = np.empty((len(x), x.shape[1] + 1), dtype=np.result_type(x, np.float64))
+        np.subtract(x, level, out=design[:, :-1])
+        design[:, -1] = 1.0
+        return design, level
+
+    def _solve(self, x: np.ndarray, y: np.ndarray, anchor: str) -> np.ndarray:
+        design, level = self._design(x, anchor)
         gram = design.T @ design + self.ridge * np.eye(design.shape[1])
         return np.linalg.solve(gram, design.T @ (y - level))
 
     def _apply(self, weights: np.ndarray, x: np.ndarray, anchor: str) -> np.ndarray:
-        level = x[:, -1:] if anchor == "last" else 0.0
-        return np.concatenate([x - level, np.ones((len(x), 1))], axis=1) @ weights + level
+        design, level = self._design(x, anchor)
+        return design @ weights + level
 
     def _choose_anchor(self, series: list[np.ndarray], max_windows: int, instance_norm: bool, floor: float) -> str:
-        """The anchor with the lower MSE on the last ``HOLDOUT`` of every series, fitted on the rest."""
+        """The anchor with the lower MSE on the last ``HOLDOUT`` of every series, fitted on the rest (the fitting
+        and the checking windows are drawn one after the other, never held together)."""
         early = [values[: int(len(values) * (1 - HOLDOUT))] for values in series]
         late = [values[max(0, int(len(values) * (1 - HOLDOUT)) - self.history):] for values in series]
-        (x_fit, y_fit), (x_check, y_check) = (self._sample(*_windows(part, self.history, self.horizon), max_windows)
-                                              for part in (early, late))
-        if len(x_fit) == 0 or len(x_check) == 0:
+        x_fit, y_fit = _windows(early, self.history, self.horizon, max_windows)
+        if len(x_fit) == 0 or not _has_windows(late, self.history + self.horizon):
             return "last"  # too little data to compare: the level-following anchor is the safe one
         if instance_norm:
-            (x_fit, y_fit), (x_check, y_check) = _normalize(x_fit, y_fit, floor), _normalize(x_check, y_check, floor)
+            x_fit, y_fit = _normalize(x_fit, y_fit, floor)
+        weights = {anchor: self._solve(x_fit, y_fit, anchor) for anchor in ANCHORS}
+        del x_fit, y_fit
+        x_check, y_check = _windows(late, self.history, self.horizon, max_windows)
+        if instance_norm:
+            x_check, y_check = _normalize(x_check, y_check, floor)
         for anchor in ANCHORS:
-            predicted = self._apply(self._solve(x_fit, y_fit, anchor), x_check, anchor)
+            predicted = self._apply(weights[anchor], x_check, anchor)
             self.holdout_mse[anchor] = float(np.mean((predicted - y_check) ** 2))
         return min(ANCHORS, key=lambda a: self.holdout_mse[a])
-
-    @staticmethod
-    def _sample(x: np.ndarray, y: np.ndarray, max_windows: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(x) > max_windows:
-            keep = np.random.default_rng(0).choice(len(x), max_windows, replace=False)
-            return x[keep], y[keep]
-        return x, y
 
     def fit(self, series: list[np.ndarray], max_windows: int = 200_000, instance_norm: bool = False,
             floor: float = 0.05) -> RidgeForecaster:
@@ -107,12 +136,12 @@ class RidgeForecaster:
         With ``instance_norm`` each window is first centred and scaled by its history's mean and
         spread (at least ``floor``), as the encoder does before calling `predict`. An ``"auto"``
         anchor is resolved here (see the module docstring) and stored as the chosen one."""
-        x, y = self._sample(*_windows(series, self.history, self.horizon), max_windows)
-        if len(x) == 0:
+        if not _has_windows(series, self.history + self.horizon):
             raise DataError(f"no series has {self.history + self.horizon} rows to fit the linear forecaster "
                             f"(history {self.history} + horizon {self.horizon})")
-        if self.anchor == "auto":
+        if self.anchor == "auto":  # first, so that its windows are gone before these are drawn
             self.anchor = self._choose_anchor(series, max_windows, instance_norm, floor)
+        x, y = _windows(series, self.history, self.horizon, max_windows)
         if instance_norm:
             x, y = _normalize(x, y, floor)
         self.weights = self._solve(x, y, self.anchor)
