@@ -77,7 +77,7 @@ def _layer(module: str) -> str:
         return "plugins"
     if parts[:2] == ["trajdiff", "api"]:
         return "api"
-    if parts[:2] in (["trajdiff", "cli"], ["trajdiff", "cli_options"], ["trajdiff", "demo"]):
+    if parts[:2] in (["trajdiff", "cli"], ["trajdiff", "demo"]) or parts[1].startswith("cli_"):
         return "cli"
     raise AssertionError(f"module {module} belongs to no layer; add it to the style test's layers")
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import NoReturn
 
 import typer
+
+
+def fail(error: Exception) -> NoReturn:
+    """Ends a command with ``error: MESSAGE`` on stderr and exit code 2."""
+    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
 
 
 def parse_options(values: list[str], flag: str = "--load-option", example: str = "freq=1h or split_columns=true"
