@@ -48,8 +48,13 @@ def forecast(
     plan: str = typer.Option("full", help=PLAN_HELP),
     plan_option: list[str] = typer.Option([], help=PLAN_OPTION_HELP),
     threads: int = typer.Option(0, min=0, help=THREADS_HELP),
+    ray: str = typer.Option(None, help="Forecast the partitions on a Ray cluster: its address, or auto (the "
+                            "cluster this machine is in, else a new local one); needs trajdiff[ray]."),
+    partition_by: str = typer.Option(None, help="Split one large CSV/Parquet file into partitions by this column "
+                                     "(the entity), a chunk of rows at a time, and forecast one at a time."),
 ) -> None:
-    """Forecast every entity in a data file: one row per sample, entity and future step."""
+    """Forecast every entity in a data file, or a folder of partition files (one at a time, bounded memory; on
+    Ray with --ray): one row per sample, entity and future step."""
     set_threads(threads)
     from trajdiff import api
 
@@ -57,12 +62,14 @@ def forecast(
         result = api.forecast(model, data, samples=samples, nfe=nfe, solver=solver, seed=seed, out=out, plot=plot,
                               costs=parse_costs(cost), load_options=parse_options(load_option), draws=draws,
                               antithetic=antithetic, calibrated=not uncalibrated, horizon=horizon,
-                              roll_stride=roll_stride, plan=plan,
+                              roll_stride=roll_stride, plan=plan, ray=ray, partition_by=partition_by,
                               plan_options=parse_options(plan_option, "--plan-option", "chunk=2 or window=3"))
     except TrajdiffError as error:
         fail(error)
-    typer.echo(f"forecast {len(result.samples)} entit{'y' if len(result.samples) == 1 else 'ies'} "
-               f"({len(result.table)} rows) in {result.seconds:.1f} s -> {out}" + (f", plot {plot}" if plot else ""))
+    parts = f", {result.partitions} partitions" if result.partitions > 1 else ""
+    parts += f" on {result.workers} Ray workers" if ray else ""
+    typer.echo(f"forecast {result.entities} entit{'y' if result.entities == 1 else 'ies'} ({result.rows} rows{parts}) "
+               f"in {result.seconds:.1f} s -> {out}" + (f", plot {plot}" if plot else ""))
     if result.skipped:
         typer.echo(f"{len(result.skipped)} entit(ies) with too little history were skipped: {result.skipped[:5]}")
 

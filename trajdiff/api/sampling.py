@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from trajdiff.core.conditional import Known, sample_conditional
 from trajdiff.core.guidance import CostGradient
 from trajdiff.core.progress import Progress
 from trajdiff.core.selection import representative_samples
+from trajdiff.core.streams import Streams
 from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.spec import BatchCost, Domain, Encoder
 
@@ -36,7 +38,7 @@ def sample_futures(
     antithetic: bool = False,
     plan: str | torch.Tensor = "full",
     plan_options: dict[str, Any] | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Streams | None = None,
 ) -> np.ndarray:
     """Samples futures for encoded contexts ``[N, L, D]`` (history tokens observed): ``[S, N, L, D]``.
     ``generator`` (optional) draws the noise instead of a fresh one seeded with ``seed``, so that contexts
@@ -159,6 +161,7 @@ def forecast_histories(
     progress: bool = True,
     what: str = "forecasting",
     chunk: int | None = None,
+    keys: list[str] | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Futures of ``horizon`` rows after each observed history (raw rows ``[>= history, F]``):
     ``[S, N, horizon, F]`` in user units, with the frames of the first windows.
@@ -171,6 +174,9 @@ def forecast_histories(
     Histories are encoded and sampled ``chunk`` at a time (default: as many as one sampling batch of 4096
     sequences holds, ``4096 // samples``), so that memory beyond the returned futures stays bounded; the
     chunks draw from one noise stream per rolling round (one chunk gives what one call always gave).
+    ``keys`` (one distinct string per history, e.g. the entity) give each history its own noise streams,
+    seeded from (``seed``, rolling round, key, sample): a history's futures then do not depend on the other
+    histories, their order or the chunks, so any grouping of the data (partitions, workers) gives the same.
     ``progress`` reports the histories done under the name ``what`` (a bar in a terminal, else a line every
     10 s; nothing for runs of a few seconds).
     """
@@ -185,6 +191,8 @@ def forecast_histories(
     if not len(histories):
         raise DataError("there is no history to forecast from (no window or entity with enough rows)")
     chunk = max(1, 4096 // samples) if chunk is None else check_required(chunk, "chunk")
+    if keys is not None and len(keys) != len(histories):
+        raise ConfigError(f"got {len(keys)} keys for {len(histories)} histories; pass one per history")
     options = {"nfe": nfe, "solver": solver, "costs": costs, "plan": plan, "plan_options": plan_options,
                "antithetic": antithetic}
     streams: dict[int, torch.Generator] = {}  # one noise stream per rolling round (its seed), across chunks
@@ -193,7 +201,8 @@ def forecast_histories(
         for lo in range(0, len(histories), chunk):
             part_meta = meta[lo:lo + chunk] if meta is not None else None
             futures, first = _roll_chunk(loaded, histories[lo:lo + chunk], part_meta, samples=samples, seed=seed,
-                                         horizon=horizon, stride=stride, streams=streams, **options)
+                                         horizon=horizon, stride=stride, streams=streams,
+                                         keys=keys[lo:lo + chunk] if keys is not None else None, **options)
             parts.append(futures)
             frames.extend(first)
             shown.update(len(first))
@@ -202,14 +211,19 @@ def forecast_histories(
 
 def _roll_chunk(loaded: LoadedModel, histories: list[np.ndarray], meta: list[dict[str, Any]] | None, *, samples: int,
                 seed: int, horizon: int, stride: int, streams: dict[int, torch.Generator], antithetic: bool,
-                **options: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
+                keys: list[str] | None = None, **options: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """`forecast_histories` for one chunk of histories: futures ``[S, n, horizon, F]`` and the first frames."""
     d = loaded.defaults
     first: list[list[dict[str, Any]]] = []
 
     def window(rows: list[np.ndarray], count: int, round_seed: int, round_meta: list[dict[str, Any]] | None
                ) -> np.ndarray:
-        stream = streams.setdefault(round_seed, torch.Generator().manual_seed(round_seed))
+        stream: torch.Generator | Streams
+        if keys is not None:  # path p continues sample p // n of history p % n (see roll_windows)
+            stream = Streams([key_seed(seed, round_seed - seed, keys[p % len(keys)], p // len(keys))
+                              for p in range(len(rows))])
+        else:
+            stream = streams.setdefault(round_seed, torch.Generator().manual_seed(round_seed))
         futures, frames = _one_window(loaded, rows, samples=count, seed=round_seed, meta=round_meta,
                                       antithetic=antithetic and count > 1, generator=stream, **options)
         if not first:
@@ -247,8 +261,16 @@ def roll_windows(sample_window: WindowSampler, histories: list[np.ndarray], *, h
     return produced
 
 
+def key_seed(seed: int, round: int, key: str, sample: int) -> int:
+    """A seed in [0, 2**63) for one history's noise: a hash of (seed, rolling round, key, sample), the same in
+    every process (Python's own string hash is salted per process)."""
+    digest = hashlib.blake2b(f"{seed}/{round}/{sample}/{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
 def _one_window(loaded: LoadedModel, histories: list[np.ndarray], *, samples: int, seed: int,
-                meta: list[dict[str, Any]] | None, antithetic: bool, generator: torch.Generator | None = None,
+                meta: list[dict[str, Any]] | None, antithetic: bool,
+                generator: torch.Generator | Streams | None = None,
                 **options: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One trained window per history: futures ``[S, N, H, F]`` (user units) and the frames."""
     d, encoder = loaded.defaults, loaded.encoder

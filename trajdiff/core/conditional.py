@@ -25,6 +25,7 @@ from trajdiff.core.guidance import Inpaint
 from trajdiff.core.samplers import Guide, antithetic_noise, check_sequences, initial_state, plan_evaluations, sample
 from trajdiff.core.schedules import Schedule
 from trajdiff.core.solvers import Solver, get_solver
+from trajdiff.core.streams import Streams
 from trajdiff.errors import ConfigError, ShapeError
 
 GuideFactory = Callable[[slice, int], Sequence[Guide]]
@@ -189,8 +190,8 @@ def sample_conditional(
     guides: Sequence[Guide] | GuideFactory = (),
     cond: Tensor | None = None,
     antithetic: bool = False,
-    generator: torch.Generator | None = None,
-    step_generator: torch.Generator | None = None,
+    generator: torch.Generator | Streams | None = None,
+    step_generator: torch.Generator | Streams | None = None,
     batch_limit: int = 4096,
     slices: Sequence[slice] | None = None,
     device: torch.device | str | None = None,
@@ -203,7 +204,8 @@ def sample_conditional(
     called per batch with the slice of contexts and ``samples`` (costs bound to a batch). ``cond``:
     one conditioning row per sequence ``[N, ...]``. ``antithetic``: start noise in mirrored pairs per
     sequence (``samples`` even). ``generator`` draws the start noise on the CPU, ``step_generator``
-    (default: the same) the noise of stochastic steps, where the sequences live. Sequences go in
+    (default: the same) the noise of stochastic steps, where the sequences live; a `Streams` (one stream per
+    sequence) makes each sequence's noise independent of the batches. Sequences go in
     batches of at most about ``batch_limit`` (contexts x samples), or as the given ``slices``.
     """
     if samples < 1:
@@ -228,12 +230,16 @@ def sample_conditional(
                                                        strict=True)) or parts[-1].stop != n:
         raise ShapeError(f"slices must cover the {n} sequences in order, without gaps or overlaps")
     out: Tensor | None = None
+    if isinstance(generator, Streams) and len(generator) != n:
+        raise ShapeError(f"got {len(generator)} noise streams for {n} sequences; pass one per sequence")
     for part in parts:
         count = part.stop - part.start
         shape = (count * samples, horizon, dim)
-        noise = antithetic_noise(shape, samples, generator=generator, dtype=values.dtype) if antithetic else None
+        start_noise = generator.part(part) if isinstance(generator, Streams) else generator
+        step_noise = step_generator.part(part) if isinstance(step_generator, Streams) else step_generator
+        noise = antithetic_noise(shape, samples, generator=start_noise, dtype=values.dtype) if antithetic else None
         context = start_values[part].repeat_interleave(samples, dim=0)
-        x = initial_state(shape, levels, schedule, context=context, generator=generator, noise=noise,
+        x = initial_state(shape, levels, schedule, context=context, generator=start_noise, noise=noise,
                           dtype=values.dtype)
         chosen = list(guides(part, samples) if callable(guides) else guides)
         if known.entries is not None:
@@ -247,7 +253,7 @@ def sample_conditional(
         else:
             levels_on = levels
         drawn = sample(denoise, x, levels_on, schedule, solver=step, cond=part_cond, guides=chosen,
-                       generator=step_generator)
+                       generator=step_noise)
         if out is None:
             out = torch.empty(samples, n, horizon, dim, dtype=drawn.dtype, device=drawn.device)
         out[:, part] = drawn.reshape(count, samples, horizon, dim).transpose(0, 1)

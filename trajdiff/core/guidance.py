@@ -21,6 +21,7 @@ from torch import Tensor
 from trajdiff.core.denoiser import Denoiser
 from trajdiff.core.parametrize import Prediction
 from trajdiff.core.schedules import Schedule
+from trajdiff.core.streams import normal
 from trajdiff.errors import ConfigError, ShapeError
 
 Cost = Callable[[Tensor], Tensor]
@@ -91,7 +92,7 @@ class Inpaint(BaseGuide):
     def _overwrite(self, x: Tensor, k: Tensor, schedule: Schedule, generator: torch.Generator | None) -> Tensor:
         mask, values = self._masked(x)
         alpha, sigma = (v[..., None] for v in schedule.alpha_sigma(k))
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        noise = normal(x.shape, generator, dtype=x.dtype, device=x.device)
         noised = torch.where((sigma > 0).expand_as(x), alpha * values + sigma * noise, values)
         return torch.where(mask, noised, x)
 

@@ -19,6 +19,7 @@ from trajdiff.core import plans as plan_lib
 from trajdiff.core.denoiser import Denoiser
 from trajdiff.core.schedules import Schedule, token_coefficients
 from trajdiff.core.solvers import Row, Solver, State, get_solver
+from trajdiff.core.streams import normal
 from trajdiff.errors import ConfigError, DataError, ShapeError
 
 
@@ -80,7 +81,7 @@ def initial_state(
     ``noise`` (standard normal, ``shape``) replaces the drawn noise, e.g. for antithetic pairs.
     """
     if noise is None:
-        noise = torch.randn(tuple(shape), generator=generator, dtype=dtype)
+        noise = normal(shape, generator, dtype=dtype)
     elif tuple(noise.shape) != tuple(shape):
         raise ShapeError(f"noise has shape {tuple(noise.shape)}, expected {tuple(shape)}")
     noise = noise.to(dtype)
@@ -114,7 +115,7 @@ def antithetic_noise(
     if group < 2 or group % 2 or batch % group:
         raise ConfigError(f"antithetic noise needs an even group size that divides the batch; got group {group} "
                           f"for a batch of {batch}")
-    half = torch.randn(batch // group, group // 2, *tuple(shape)[1:], generator=generator, dtype=dtype)
+    half = normal((batch // group, group // 2, *tuple(shape)[1:]), generator, dtype=dtype)
     return torch.cat([half, -half], dim=1).reshape(tuple(shape))
 
 

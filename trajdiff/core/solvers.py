@@ -41,6 +41,7 @@ from torch import Tensor
 
 from trajdiff.core.denoiser import Denoiser
 from trajdiff.core.schedules import Schedule, token_coefficients
+from trajdiff.core.streams import Streams, normal
 from trajdiff.errors import ConfigError
 
 State = dict[str, Tensor]
@@ -60,8 +61,8 @@ class Row:
     """Some moving token ends above level 0 (a Heun step then needs its second evaluation)."""
 
 
-def _noise_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+def _noise_like(x: Tensor, generator: torch.Generator | Streams | None) -> Tensor:
+    return normal(x.shape, generator, dtype=x.dtype, device=x.device)
 
 
 class Solver(ABC):
