@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from trajdiff import __version__
+from trajdiff.cli_distill import distill
 from trajdiff.cli_forecasting import FORECASTING_COMMANDS
 from trajdiff.cli_options import (
     LOAD_OPTION_HELP,
@@ -43,7 +44,7 @@ app.callback()(report_what_is_read)  # what each command read, printed when it s
 
 
 _fail = fail
-for _command in FORECASTING_COMMANDS:  # forecast, evaluate, calibrate, impute, anomalies
+for _command in (*FORECASTING_COMMANDS, distill):  # forecast, evaluate, calibrate, impute, anomalies; distill
     app.command()(_command)
 
 

@@ -13,12 +13,13 @@ does everything data-specific: loading, encoding into a local normalized frame a
 The modules, read top-down: `checks` (arguments, a model's stored defaults and the samples, checked where
 they enter and before anything is written), `loading` (model directories, encoders, windows), `training`, `sampling`
 (futures for encoded contexts), `forecasting`, `backtesting` (evaluate, calibrate), `imputation`
-(impute, anomaly scores), `output` (files) and `plots`.
+(impute, anomaly scores), `distillation` (a few-step student of a trained model), `output` (files) and `plots`.
 """
 
 from __future__ import annotations
 
 from trajdiff.api.backtesting import Backtest, backtest, calibrate, evaluate
+from trajdiff.api.distillation import DistillSummary, distill
 from trajdiff.api.forecasting import ForecastResult, forecast
 from trajdiff.api.imputation import AnomalyResult, ImputeResult, anomaly_scores, impute
 from trajdiff.api.loading import LoadedModel, context_tokens, encode_windows, load_model, make_encoder
@@ -28,8 +29,8 @@ from trajdiff.api.sampling import keep_representatives, sample_futures
 from trajdiff.api.training import TrainSummary, train
 
 __all__ = [
-    "AnomalyResult", "Backtest", "ForecastResult", "ImputeResult", "LoadedModel", "TrainSummary", "anomaly_scores",
-    "backtest", "calibrate", "context_tokens", "encode_windows", "evaluate", "forecast", "impute",
-    "keep_representatives", "load_model", "make_encoder", "plot_forecasts", "sample_futures", "train",
+    "AnomalyResult", "Backtest", "DistillSummary", "ForecastResult", "ImputeResult", "LoadedModel", "TrainSummary",
+    "anomaly_scores", "backtest", "calibrate", "context_tokens", "distill", "encode_windows", "evaluate", "forecast",
+    "impute", "keep_representatives", "load_model", "make_encoder", "plot_forecasts", "sample_futures", "train",
     "write_forecast", "write_json", "write_table",
 ]

@@ -34,6 +34,7 @@ from trajdiff.api.output import TABLE_SUFFIXES
 from trajdiff.api.partitions import list_partitions, split_by_column
 from trajdiff.core.progress import Progress
 from trajdiff.errors import ConfigError, DataError, TrajdiffError
+from trajdiff.memory import return_freed_memory
 from trajdiff.plugins.manager import Plugins
 
 
@@ -92,6 +93,8 @@ def forecast_partitions(model_dir: str | Path, data: Any, options: ForecastOptio
                     writer.append(part.table)
                     entities += part.table["entity"].nunique()
                     rows += len(part.table)
+                del part
+                return_freed_memory()  # what one partition freed goes back before the next is read
                 shown.update(1)
         if not rows:
             raise DataError(f"no episode in the {len(parts)} partition(s) has the {loaded.defaults.history} rows of "

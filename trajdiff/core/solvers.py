@@ -19,7 +19,9 @@ All are written for general ``(alpha, sigma)``, so they run under every schedule
   per halved step);
 - ``unipc``: UniPC (Zhao et al., 2023), predictor UniP-p plus corrector UniC (bh2 by default, data
   prediction), order 3 by default; the corrector reuses the next step's evaluation, so one
-  evaluation per step.
+  evaluation per step;
+- ``consistency``: for distilled models (`distillation`), whose x0 prediction is the end of the teacher's
+  ODE: that end, re-noised to the next levels (Song et al., 2023, multistep consistency sampling).
 
 ``dpmpp3m`` and ``unipc`` live in `multistep` and take ``eps_scale``, epsilon scaling against exposure
 bias (Ning et al., 2023); `multistep.epsilon_scaling` wraps a denoiser the same way for any solver.
@@ -31,6 +33,7 @@ plan once before sampling starts, so that no step has to ask the device which to
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -221,6 +224,32 @@ class Heun(Solver):
         return torch.where(second, x + dk * 0.5 * (velocity + velocity_end), x_euler)
 
 
+class Consistency(Solver):
+    """Multistep consistency sampling (Song et al., 2023, Algorithm 1), per token: the x0 prediction at the
+    current levels, re-noised to the next ones, ``x_t = alpha_t x0 + sigma_t (sqrt(1 - eta^2) eps + eta z)``
+    with fresh noise z. With a distilled model the prediction is a sample, so fresh noise (``eta`` 1, the
+    default) keeps every step's state distributed as the plan's levels require; ``eta`` 0 is DDIM's step."""
+
+    name = "consistency"
+
+    def __init__(self, eta: float = 1.0) -> None:
+        if not 0.0 <= float(eta) <= 1.0:
+            raise ConfigError(f"the consistency solver's eta must lie in [0, 1], got {eta}")
+        self.eta = float(eta)
+        self.deterministic = self.eta == 0.0
+
+    def step(self, denoise: Denoiser, x: Tensor, row: Row, schedule: Schedule, *, cond: Tensor | None,
+             state: State, generator: torch.Generator | None) -> Tensor:
+        prediction = denoise(x, row.k_from, cond)
+        alpha_t, sigma_t = token_coefficients(schedule, row.k_to)
+        if not row.any_lands_noisy:
+            return prediction.x0
+        noise = _noise_like(x, generator) if self.eta > 0.0 else torch.zeros_like(x)
+        if self.eta < 1.0:
+            noise = math.sqrt(1.0 - self.eta**2) * prediction.eps + self.eta * noise
+        return alpha_t * prediction.x0 + sigma_t * noise
+
+
 def _dpmpp3m(**options: Any) -> Solver:
     from trajdiff.core.multistep import DPMSolverPP3M  # the higher-order solvers build on Solver above
 
@@ -235,12 +264,13 @@ def _unipc(**options: Any) -> Solver:
 
 SOLVERS: dict[str, Callable[..., Solver]] = {
     "ddpm": DDPM, "ddim": DDIM, "dpmpp2m": DPMSolverPP2M, "euler": Euler, "heun": Heun,
-    "dpmpp3m": _dpmpp3m, "unipc": _unipc,
+    "dpmpp3m": _dpmpp3m, "unipc": _unipc, "consistency": Consistency,
 }
 
 
 def get_solver(solver: str | Solver, **options: Any) -> Solver:
-    """A solver by name (``ddpm``, ``ddim``, ``dpmpp2m``, ``dpmpp3m``, ``euler``, ``heun``, ``unipc``) with
+    """A solver by name (``ddpm``, ``ddim``, ``dpmpp2m``, ``dpmpp3m``, ``euler``, ``heun``, ``unipc``,
+    ``consistency``) with
     options (e.g. ``get_solver("ddim", eta=0.5)``, ``get_solver("unipc", order=2)``), or a `Solver` passed
     through."""
     if isinstance(solver, Solver):
