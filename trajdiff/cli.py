@@ -14,6 +14,7 @@ import typer
 
 from trajdiff import __version__
 from trajdiff.cli_distill import distill
+from trajdiff.cli_errors import DEBUG_HELP, ReportingGroup, set_debug
 from trajdiff.cli_forecasting import FORECASTING_COMMANDS
 from trajdiff.cli_options import (
     LOAD_OPTION_HELP,
@@ -34,13 +35,21 @@ if TYPE_CHECKING:
     from trajdiff.plugins.manager import Plugins
 
 app = typer.Typer(
+    cls=ReportingGroup,  # an error ends a command with one line and an exit status (see trajdiff.cli_errors)
     name="trajdiff",
     help="Temporal diffusion for trajectories, motion, plans and time series.",
+    epilog="Exit status: 0 done; 2 wrong input (the message says what to change); 3 a plugin's or trajdiff's own "
+           "fault (--debug prints its traceback); 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.callback()(report_what_is_read)  # what each command read, printed when it succeeds
+
+
+@app.callback()
+def _global_options(ctx: typer.Context, debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP)) -> None:
+    set_debug(ctx, debug)
+    report_what_is_read(ctx)  # what each command read, printed when it succeeds
 
 
 _fail = fail
@@ -69,12 +78,9 @@ def demo(
 ) -> None:
     """Generate Lorenz-63 series, train a timeseries model on them for a fixed number of steps, evaluate it on
     held-out series beside the domain's baselines (same windows), plot forecasts."""
-    import torch
-
     from trajdiff.demo import run_demo
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     try:
         run_demo(out, steps=steps, samples=samples, nfe=nfe, seed=seed, quick=quick, log=typer.echo)
     except TrajdiffError as error:

@@ -10,7 +10,7 @@ from typing import NoReturn
 import typer
 
 
-def fail(error: Exception) -> NoReturn:
+def fail(error: Exception | str) -> NoReturn:
     """Ends a command with ``error: MESSAGE`` on stderr and exit code 2."""
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
@@ -68,12 +68,20 @@ def parse_costs(values: list[str]) -> dict[str, float]:
     return costs
 
 
-THREADS_HELP = ("torch threads (0 = torch's default). On a machine busy with other work, 1 can be faster than "
-                "2; results are the same for the same thread count.")
+THREADS_PER_CPU = 4
+THREADS_HELP = ("torch threads (0 = torch's default; at most 4 per CPU). On a machine busy with other work, 1 can "
+                "be faster than 2; results are the same for the same thread count.")
 
 
 def set_threads(threads: int) -> None:
-    """Sets torch's thread count when one is given (0 keeps torch's default)."""
+    """Sets torch's thread count when one is given (0 keeps torch's default). More than `THREADS_PER_CPU` per CPU
+    is refused: no faster, and a number in the thousands exhausts the threads the system allows (a crash)."""
+    import os
+
+    most = THREADS_PER_CPU * (os.cpu_count() or 1)
+    if threads > most:
+        fail(f"--threads {threads}: at most {most} on this machine ({THREADS_PER_CPU} per CPU, {os.cpu_count()} "
+             "CPUs); 0 takes torch's default")
     if threads:
         import torch
 
