@@ -119,7 +119,7 @@ def evaluate(
                   + (", uncalibrated" if result["calibration"] is None and not uncalibrated else "") + ")")
     drawn += f", plan {result['plan']}" if result["plan"] != "full" else ""
     typer.echo(f"{result['domain']} model on {result['windows']} windows, {result['samples']} samples{drawn}, "
-               f"{result['nfe']} network evaluations per window:")
+               f"{result['nfe']} network evaluations per window; scores in the data's units:")
     table = comparison_table(result)  # the model beside the domain's baselines, when it has any
     for line in table or [f"  {name:<16}{value:.4f}" for name, value in result["metrics"].items()]:
         typer.echo(line)
@@ -156,7 +156,7 @@ def calibrate(
         fail(error)
     typer.echo(f"calibrated on {result['windows']} windows: median weight {result['median_weight']:.1f}, "
                f"spread x{result['spread_factor']:.2f}")
-    typer.echo(f"  MSE of the median (per-column units) {result['mse_before']:.4f} -> {result['mse_after']:.4f}")
+    typer.echo(f"  MSE of the median in the data's units {result['mse_before']:.4f} -> {result['mse_after']:.4f}")
     typer.echo(f"  {result['level']:.0%} interval coverage {result['coverage_before']:.3f} -> "
                f"{result['coverage_after']:.3f}")
     typer.echo(f"-> {model / 'calibration.json'}")

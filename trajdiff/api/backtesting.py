@@ -39,6 +39,9 @@ from trajdiff.errors import CalibrationError, DataError
 from trajdiff.memory import return_freed_memory
 from trajdiff.plugins.manager import Plugins
 
+UNITS = ("the data's own, as the domain's loader reads them (standardized data give standardized scores); a "
+         "metric whose name ends in a unit, such as ade_m, is in that unit")
+
 
 @dataclass
 class Backtest:
@@ -147,6 +150,7 @@ def evaluate(
         "plan": plan,
         "calibration": asdict(applied) if applied is not None else None,
         "metrics": scores,
+        "units": UNITS,
         **compared,
         "seconds": time.monotonic() - started,
     }
@@ -177,7 +181,10 @@ def calibrate(
 
     The weight on the model's median (against the encoder's base forecast, if it has one) is chosen
     by MSE, then (with ``spread``) the factor on the spread that makes the central ``level`` interval
-    cover that share of ``data``. Returns the calibration with MSE and coverage before and after."""
+    cover that share of ``data``. Both are fitted on values divided by the period's per-column spread (unit-free);
+    returns the calibration with coverage and the median's MSE before and after, the MSE in the data's units
+    (``mse_before`` is what `evaluate` scores as ``mse_median`` uncalibrated on the same windows, samples and
+    seed)."""
     started = time.monotonic()
     samples, nfe, stride = check_count(samples, "samples", 2), check_count(nfe, "nfe"), check_count(stride, "stride")
     max_windows, seed, level = check_count(max_windows, "max_windows"), check_seed(seed), check_level(level)
@@ -195,20 +202,20 @@ def calibrate(
     futures, truth = (run.futures[..., keep], run.truth[..., keep]) if keep else (run.futures, run.truth)
     bases = encoder_bases(loaded.encoder, run.frames)
     bases = bases[..., keep] if keep and bases is not None else bases
-    std = truth.reshape(-1, truth.shape[-1]).std(axis=0)  # per column, so that units do not weigh in
-    std = np.where(std > 0, std, 1.0)
+    std = truth.reshape(-1, truth.shape[-1]).std(axis=0)  # fitted per column in the period's own spread, so
+    std = np.where(std > 0, std, 1.0)  # that units do not weigh in; both numbers are unit-free
     scaled_base = None if bases is None else bases / std
     fitted = fit_calibration(futures / std, truth / std, scaled_base, level=level, spread=spread,
                              data=str(data) if not isinstance(data, pd.DataFrame) else "DataFrame")
     fitted.save(model_dir)
-    after = fitted.apply(futures / std, scaled_base)
+    after = fitted.apply(futures, bases)  # in the data's units, as forecast and evaluate apply it
 
-    def mse(x: np.ndarray) -> float:
-        return float(np.mean((np.median(x, axis=0) - truth / std) ** 2))
+    def mse(x: np.ndarray) -> float:  # as the timeseries domain's mse_median scores it in `evaluate`
+        return float(np.mean((np.median(np.asarray(x, np.float64), axis=0) - np.asarray(truth, np.float64)) ** 2))
 
-    return {**asdict(fitted), "model": str(model_dir), "samples": samples,
-            "mse_before": mse(futures / std), "mse_after": mse(after),
-            "coverage_before": coverage(futures, truth, level), "coverage_after": coverage(after, truth / std, level),
+    return {**asdict(fitted), "model": str(model_dir), "samples": samples, "units": UNITS,
+            "mse_before": mse(futures), "mse_after": mse(after),
+            "coverage_before": coverage(futures, truth, level), "coverage_after": coverage(after, truth, level),
             "seconds": time.monotonic() - started}
 
 
