@@ -114,12 +114,19 @@ def check_costs(costs: Any) -> dict[str, float]:
     return checked
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".eps", ".ps")
+"""File types a ``plot`` is written as (those matplotlib writes)."""
+
+
 def check_writable(path: Any, name: str = "out") -> Path | None:
     """Fails now, before any sampling, when ``path`` cannot be written: it is a folder, sits under a file,
-    or its folder (or the nearest existing one above it) is not writable."""
+    or its folder (or the nearest existing one above it) is not writable; a ``plot`` must be an image file."""
     if path is None:
         return None
     target = Path(path).expanduser()
+    if name == "plot" and target.suffix.lower() not in PLOT_SUFFIXES:
+        raise ConfigError(f"cannot write {target} (given as plot): a plot is an image; name a "
+                          f"{', '.join(PLOT_SUFFIXES[:3])} file (or {', '.join(PLOT_SUFFIXES[3:])})")
     if target.is_dir():
         raise ConfigError(f"cannot write {target} (given as {name}): it is a folder; give a file name in it")
     if target.exists() and not os.access(target, os.W_OK):

@@ -12,6 +12,7 @@ caller puts there (zeros, a repeated last row) gives the same samples.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -128,8 +129,8 @@ def build_plan(
 
 def _plan_family(name: str, unknown: int, options: dict[str, Any], schedule: Schedule | None
                  ) -> Callable[[int], Tensor]:
-    start = float(options.pop("start", 1.0))
-    chunk = int(options.pop("chunk", 1))
+    start = _plan_number(options, "start", 1.0)
+    chunk = _plan_number(options, "chunk", 1, whole=True)
     if chunk < 1:
         raise ConfigError(f"plan option chunk must be >= 1, got {chunk}")
     spacing = str(options.pop("spacing", "uniform"))
@@ -143,13 +144,13 @@ def _plan_family(name: str, unknown: int, options: dict[str, Any], schedule: Sch
     elif name == "autoregressive":
         make = lambda steps: plan_lib.staggered(unknown, steps, float(steps), chunk, start, **spaced)  # noqa: E731
     elif name == "pyramid":
-        delay = options.pop("delay", None)
+        delay = _plan_number(options, "delay", None)
         if delay is not None and float(delay) < 0:
             raise ConfigError(f"plan option delay must be >= 0, got {delay}")
         make = lambda steps: plan_lib.staggered(  # noqa: E731
             unknown, steps, float(delay) if delay is not None else max(steps / 4.0, 1.0), chunk, start, **spaced)
     else:
-        window = int(options.pop("window", max(1, unknown // 2)))
+        window = _plan_number(options, "window", max(1, unknown // 2), whole=True)
         if window < 1:
             raise ConfigError(f"plan option window must be >= 1, got {window}")
         make = lambda substeps: plan_lib.staggered(  # noqa: E731
@@ -157,6 +158,22 @@ def _plan_family(name: str, unknown: int, options: dict[str, Any], schedule: Sch
     if options:
         raise ConfigError(f"plan {name!r} does not take the options {sorted(options)}")
     return make
+
+
+def _plan_number(options: dict[str, Any], key: str, default: Any, *, whole: bool = False) -> Any:
+    """Plan option ``key`` (removed from ``options``) as a finite number, whole where ``whole``; else ``default``."""
+    value = options.pop(key, default)
+    if value is default:
+        return value
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or (whole and not number.is_integer()):
+        kind = "a whole number" if whole else "a finite number"
+        example = {"start": "0.8", "delay": "2.5"}.get(key, "2")
+        raise ConfigError(f"plan option {key} must be {kind}, got {value!r} (e.g. --plan-option {key}={example})")
+    return int(number) if whole else number
 
 
 def batch_slices(n: int, samples: int, batch_limit: int, groups: Sequence[Any] | None = None) -> list[slice]:

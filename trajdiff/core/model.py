@@ -8,6 +8,7 @@ rebuild their side (domain name, encoder state, history and horizon) and is stor
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,14 @@ class DiffusionModel(nn.Module):
     def load(cls, directory: str | Path) -> DiffusionModel:
         """Rebuilds a model from its directory; validates the config, never unpickles."""
         checkpoint = load_checkpoint(directory)
-        model = cls.from_config(checkpoint.config)
+        where, fix = Path(directory) / "config.json", "re-copy the model directory or re-train"
+        problem = config_problem(checkpoint.config)
+        if problem:
+            raise CheckpointError(f"{where}: {problem}; {fix}")
+        try:
+            model = cls.from_config(checkpoint.config)
+        except ConfigError as error:  # a network, schedule or parametrization setting out of range
+            raise CheckpointError(f"{where}: {str(error).rstrip('.')}; {fix}") from None
         for name, module in (("weights", model.network), ("ema", model.ema)):
             if name not in checkpoint.tensors:
                 raise CheckpointError(f"{Path(directory) / (name + '.safetensors')} is missing; re-train or re-copy")
@@ -101,7 +109,26 @@ class DiffusionModel(nn.Module):
             except RuntimeError as exc:
                 raise CheckpointError(
                     f"{Path(directory) / (name + '.safetensors')} does not match the network in config.json: "
-                    f"{str(exc).splitlines()[0]}"
+                    f"{' '.join(line.strip() for line in str(exc).splitlines()[:2])}"
                 ) from None
         model.eval()
         return model
+
+
+_CONFIG_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "network": (dict, "an object"), "schedule": ((dict, str), "an object or a schedule name"),
+    "parametrization": (str, "a string"), "extra": (dict, "an object"), "training": (dict, "an object"),
+    "metadata": (dict, "an object"), "trajdiff_version": (str, "a string"),
+}
+
+
+def config_problem(config: dict[str, Any]) -> str | None:
+    """What is wrong with the types of a stored model config (config.json), or None: each field its type, and
+    ``sigma_data`` (the data's spread the network's inputs are scaled by) a finite number > 0."""
+    for key, (kind, label) in _CONFIG_TYPES.items():
+        if key in config and not isinstance(config[key], kind):
+            return f"{key} is {config[key]!r:.60} ({type(config[key]).__name__}), not {label}"
+    sigma = config.get("sigma_data", 1.0)
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
+        return f"sigma_data is {sigma!r:.60}, not a finite number > 0"
+    return None

@@ -157,6 +157,10 @@ class TrainConfig:
             raise ConfigError(f"history must be in [0, {horizon - 1}] for sequences of {horizon} tokens")
         if not 0.0 <= self.cond_dropout < 1.0 or not 0.0 <= self.history_prob <= 1.0:
             raise ConfigError("cond_dropout must be in [0, 1) and history_prob in [0, 1]")
+        if self.max_minutes is not None and not (isinstance(self.max_minutes, (int, float)) and not isinstance(
+                self.max_minutes, bool) and math.isfinite(self.max_minutes) and self.max_minutes > 0):
+            raise ConfigError(f"minutes must be a finite number > 0 (training stops after that long), got "
+                              f"{self.max_minutes!r}; leave it out to train for all the steps")
 
 
 def _device(requested: str | None, rank: int, world: int) -> torch.device:

@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -215,10 +216,20 @@ def load_motion(
     where = source if isinstance(source, (str, Path)) else f"{len(files)} files"
     logger.info(f"{where}: read {len(files)} clip(s), {sum(len(s) for s in sequences)} frame(s) at {fps:g} fps, a "
                 f"skeleton of {skeleton.joints} joints ({', '.join(skeleton.names[:6])}"
-                + (", ...)" if skeleton.joints > 6 else ")"))
+                + (", ...)" if skeleton.joints > 6 else ")") + _changes(meta, first.source))
     for m in meta:
         m["skeleton"] = skeleton
     return Episodes(sequences, joint_columns(skeleton), ids, meta)
+
+
+def _changes(meta: list[dict[str, Any]], first: Any) -> str:
+    """What reading changed in the clips, counted (none: ""): retargeted, resampled, reference pose dropped."""
+    reports = [m["report"] for m in meta]
+    counts = [(sum(r["retargeted"] for r in reports), f"retargeted onto {Path(str(first)).name}'s bone lengths"),
+              (sum(r["resampled"] for r in reports), "resampled to this frame rate"),
+              (sum(r["tpose_dropped"] for r in reports), "with a reference pose as frame 0, dropped")]
+    said = [f"{count} clip(s) {what}" for count, what in counts if count]
+    return "; " + ", ".join(said) if said else ""
 
 
 def joint_columns(skeleton: Skeleton) -> list[str]:
