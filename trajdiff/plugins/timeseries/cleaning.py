@@ -43,7 +43,7 @@ def _freq_hint(step: np.timedelta64) -> str:
 def clean_series(
     table: Table,
     sid: str | None,
-    rows: np.ndarray,
+    rows: np.ndarray | None,
     stamps: np.ndarray,
     values: np.ndarray,
     cols: list[str],
@@ -52,7 +52,8 @@ def clean_series(
     fill: str,
     report: dict[str, Any],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort, de-duplicate, fill and (if asked) resample one series; counts go into ``report``.
+    """Sort, de-duplicate, fill and (if asked) resample one series; counts go into ``report``. ``rows``: the table
+    row of each of its rows, for messages (None: the table's rows in order).
 
     Also returns which cells were missing (filled), on the output rows: imputation and anomaly
     scoring need to know what was observed."""
@@ -62,12 +63,13 @@ def clean_series(
     if len(stamps) > 1 and not (stamps[1:] >= stamps[:-1]).all():
         order = np.argsort(stamps, kind="stable")
         report["rows_sorted"] = int((order != np.arange(len(order))).sum())
-        stamps, values, kept = stamps[order], values[order], rows[order]
+        stamps, values, kept = stamps[order], values[order], order if rows is None else rows[order]
     dup = np.zeros(len(stamps), dtype=bool)
     dup[:-1] = stamps[:-1] == stamps[1:]  # equal stamps stay in file order: keep the last one
     report["duplicates_removed"] = int(dup.sum())
     if report["duplicates_removed"]:
-        stamps, values, kept = stamps[~dup], values[~dup], kept[~dup]
+        stamps, values = stamps[~dup], values[~dup]
+        kept = np.flatnonzero(~dup) if kept is None else kept[~dup]
     del dup
     where = _Where(table, kept)
 
@@ -109,11 +111,11 @@ def clean_series(
 class _Where:
     """The file line (or row) of each kept row, looked up when a message needs one (no array per row)."""
 
-    def __init__(self, table: Table, rows: np.ndarray) -> None:
+    def __init__(self, table: Table, rows: np.ndarray | None) -> None:
         self.table, self.rows = table, rows
 
     def __getitem__(self, i: Any) -> Any:
-        return self.table.where[self.rows[i]]
+        return self.table.where[i if self.rows is None else self.rows[i]]
 
 
 def _fill(values: np.ndarray, nan: np.ndarray, stamps: np.ndarray, fill: str, cols: list[str], who: str,

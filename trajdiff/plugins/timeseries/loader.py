@@ -5,10 +5,12 @@ sampling. Each problem either raises a `TrajdiffError` that names the file, line
 says what to do, or is repaired and counted in ``episodes.meta[i]["report"]`` (and announced with
 one warning per file), so that nothing is dropped or changed silently.
 
-This module runs the pipeline and announces what it repaired: :mod:`~trajdiff.plugins.timeseries.reading`
-reads the source into a table that remembers each row's line, :mod:`~trajdiff.plugins.timeseries.columns`
-finds and parses the time, value and id columns, and :mod:`~trajdiff.plugins.timeseries.cleaning`
-sorts, de-duplicates, fills and resamples each series. What was read (rows, series, columns, time span) is one
+This module runs the pipeline and announces what it repaired: :mod:`~trajdiff.plugins.timeseries.typed_reading`
+reads a well-formed CSV or Parquet file a batch of rows at a time straight into typed arrays (bounded memory);
+any other source, or a file that needs a repair or an error, goes the text path, where
+:mod:`~trajdiff.plugins.timeseries.reading` reads it into a table that remembers each row's line and
+:mod:`~trajdiff.plugins.timeseries.columns` finds and parses the time, value and id columns. Both give the same
+series, which :mod:`~trajdiff.plugins.timeseries.cleaning` sorts, de-duplicates, fills and resamples. What was read (rows, series, columns, time span) is one
 line in the log, which the command line prints.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +37,8 @@ from trajdiff.plugins.timeseries.columns import (
     show_cell,
     value_columns,
 )
-from trajdiff.plugins.timeseries.reading import read_table
+from trajdiff.plugins.timeseries.reading import Table, read_table
+from trajdiff.plugins.timeseries.typed_reading import TypedSeries, read_typed
 
 __all__ = ["load_series"]
 
@@ -83,6 +87,68 @@ def load_series(
         raise ConfigError(f"min_length must be a positive integer, got {min_length!r}")
     offset = check_freq(freq)
 
+    typed = read_typed(source, time_column, columns, id_column)
+    if typed is not None:  # a well-formed file, read a batch of rows at a time into typed arrays
+        table, id_column, value_cols, ignored = typed.table, typed.id_column, typed.value_columns, []
+        groups = _typed_groups(typed)
+        del typed
+    else:
+        table, id_column, value_cols, ignored, groups = _text_groups(source, time_column, columns, id_column,
+                                                                    bad_times)
+
+    sequences, names, metas = [], [], []
+    for sid, rows, stamps, group_values, n_skipped in groups:
+        entity = str(sid) if id_column else table.stem
+        report: dict[str, Any] = {
+            "rows_read": int(len(stamps)) + n_skipped,
+            "bad_times_skipped": n_skipped,
+            "id_column": id_column,
+            "blank_lines_skipped": table.blank_lines,
+            "columns_ignored": list(ignored),
+        }
+        seq, stamps, missing = clean_series(
+            table, entity if id_column else None, rows, stamps, group_values, value_cols, offset, freq, fill, report,
+        )
+        del group_values
+        if len(seq) < min_length:
+            who = f"series {entity!r}" if id_column else "the series"
+            raise DataError(
+                f"{table.label}: {who} has {len(seq)} row(s) after cleaning"
+                + (f" and resampling to freq={freq!r}" if freq else "")
+                + f", fewer than the required min_length={min_length}; use a longer series or lower min_length"
+            )
+        report["rows"] = len(seq)
+        sequences.append(seq)
+        names.append(entity)
+        metas.append({"times": stamps, "entity": entity, "source": table.source, "report": report,
+                      "missing": missing})
+
+    _announce(table.label, metas, ignored, table.blank_lines, list(value_cols))
+    if split_columns:
+        return _split_columns(sequences, list(value_cols), metas)
+    return Episodes(sequences=sequences, columns=list(value_cols), ids=names, meta=metas)
+
+
+Group = tuple[str, "np.ndarray | None", np.ndarray, np.ndarray, int]
+"""A series before cleaning: its name, its rows of the table (None: all, in order), stamps, values [rows, F] and
+the rows skipped for bad stamps."""
+
+
+def _typed_groups(typed: TypedSeries) -> Iterator[Group]:
+    """The series of a typed read in order of first appearance; a single series is passed on without a copy."""
+    if typed.codes is None or len(typed.names) == 1:
+        yield (typed.names[0] if typed.names else "", None, typed.times, typed.values, 0)
+        return
+    order = np.argsort(typed.codes, kind="stable")  # each series' rows in file order
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(typed.codes, minlength=len(typed.names)))])
+    for k, name in enumerate(typed.names):
+        rows = order[bounds[k]:bounds[k + 1]]
+        yield name, rows, typed.times[rows], typed.values[rows], 0
+
+
+def _text_groups(source: Any, time_column: str | None, columns: list[str] | None, id_column: Any,
+                 bad_times: str) -> tuple[Table, str | None, list[str], list[str], Iterator[Group]]:
+    """The series of a table read as text (any source), after the checks that name the file, row and column."""
     table = read_table(source)
     tcol = find_time_column(table, time_column)
     id_column = find_id_column(table, id_column)
@@ -119,39 +185,12 @@ def load_series(
             skipped_per_id = table.frame[id_column][skipped].astype(str).value_counts().to_dict()
     kept_rows = np.flatnonzero(keep)
 
-    sequences, names, metas = [], [], []
-    for sid, pos in groups.items():
-        rows = kept_rows[pos]
-        entity = str(sid) if id_column else table.stem
-        n_skipped = int(skipped_per_id.get(str(sid) if id_column else "", 0))
-        report: dict[str, Any] = {
-            "rows_read": int(len(rows)) + n_skipped,
-            "bad_times_skipped": n_skipped,
-            "id_column": id_column,
-            "blank_lines_skipped": table.blank_lines,
-            "columns_ignored": list(ignored),
-        }
-        seq, stamps, missing = clean_series(
-            table, entity if id_column else None, rows, times[rows], values[pos], value_cols, offset, freq, fill,
-            report,
-        )
-        if len(seq) < min_length:
-            who = f"series {entity!r}" if id_column else "the series"
-            raise DataError(
-                f"{table.label}: {who} has {len(seq)} row(s) after cleaning"
-                + (f" and resampling to freq={freq!r}" if freq else "")
-                + f", fewer than the required min_length={min_length}; use a longer series or lower min_length"
-            )
-        report["rows"] = len(seq)
-        sequences.append(seq)
-        names.append(entity)
-        metas.append({"times": stamps, "entity": entity, "source": table.source, "report": report,
-                      "missing": missing})
+    def each() -> Iterator[Group]:
+        for sid, pos in groups.items():
+            rows = kept_rows[pos]
+            yield sid, rows, times[rows], values[pos], int(skipped_per_id.get(str(sid) if id_column else "", 0))
 
-    _announce(table.label, metas, ignored, table.blank_lines, list(value_cols))
-    if split_columns:
-        return _split_columns(sequences, list(value_cols), metas)
-    return Episodes(sequences=sequences, columns=list(value_cols), ids=names, meta=metas)
+    return table, id_column, value_cols, ignored, each()
 
 
 def _split_columns(sequences: list[np.ndarray], columns: list[str], metas: list[dict[str, Any]]) -> Episodes:

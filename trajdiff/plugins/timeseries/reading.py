@@ -21,7 +21,7 @@ import pandas as pd
 
 from trajdiff.errors import ConfigError, DataError
 
-__all__ = ["SUPPORTED_SUFFIXES", "Table", "read_table"]
+__all__ = ["SUPPORTED_SUFFIXES", "RowNumbers", "Table", "open_text", "read_table", "separator", "suffix_of"]
 
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
@@ -31,7 +31,7 @@ class Table:
     """A raw table plus where each row came from, for messages."""
 
     frame: pd.DataFrame
-    where: np.ndarray  # 1-based line (CSV) or row (Parquet, DataFrame) number of each row
+    where: Any  # 1-based line (CSV) or row (Parquet, DataFrame) number of each row: an array or `RowNumbers`
     unit: str  # "line" or "row"
     label: str  # the file as the user named it, or "DataFrame"
     source: str
@@ -43,7 +43,18 @@ class Table:
         return f"{self.unit} {int(self.where[i])}"
 
 
-def _suffix(path: Path) -> str:
+class RowNumbers:
+    """The 1-based line or row number of each row when rows follow each other from ``first`` on: computed when a
+    message needs one instead of stored (8 bytes a row)."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+
+    def __getitem__(self, i: Any) -> Any:
+        return np.asarray(i, dtype=np.int64) + self.first
+
+
+def suffix_of(path: Path) -> str:
     name = path.name.lower()
     for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
@@ -67,7 +78,7 @@ def read_table(source: str | Path | pd.DataFrame) -> Table:
         )
     path = Path(source)
     label = str(source)
-    suffix = _suffix(path)
+    suffix = suffix_of(path)
     if suffix not in SUPPORTED_SUFFIXES:
         raise DataError(
             f"{label}: unsupported file type {suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}. "
@@ -86,7 +97,7 @@ def read_table(source: str | Path | pd.DataFrame) -> Table:
             raise DataError(f"{label}: not a readable Parquet file ({e}); check or re-export the file") from e
         frame = frame.reset_index(drop=not isinstance(frame.index, pd.DatetimeIndex))
         return Table(frame, np.arange(1, len(frame) + 1), "row", label, str(path), stem)
-    sep = _separator(path)
+    sep = separator(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # pandas would drop extra fields
@@ -114,14 +125,14 @@ def read_table(source: str | Path | pd.DataFrame) -> Table:
     return Table(frame, where, "line", label, str(path), stem, blank_lines=int(empty.sum()))
 
 
-def _open_text(path: Path) -> Any:
+def open_text(path: Path) -> Any:
     return gzip.open(path, "rt", newline="") if path.name.lower().endswith(".gz") else path.open(newline="")
 
 
-def _separator(path: Path) -> str:
+def separator(path: Path) -> str:
     """',' unless the header line uses ';' or tabs instead (common European and TSV exports)."""
     try:
-        with _open_text(path) as f:
+        with open_text(path) as f:
             header = f.readline()
     except (OSError, UnicodeDecodeError, EOFError):
         return ","  # let pandas report the problem
@@ -134,7 +145,7 @@ def _separator(path: Path) -> str:
 
 def _long_line(path: Path, sep: str) -> int | str:
     """The first line with more fields than the header ("?" if it cannot be found)."""
-    with _open_text(path) as f:
+    with open_text(path) as f:
         reader = csv.reader(f, delimiter=sep)
         width = len(next(reader, []))
         for row in reader:

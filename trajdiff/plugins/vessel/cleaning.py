@@ -19,12 +19,14 @@ __all__ = ["HEADING_UNAVAILABLE", "SOG_UNAVAILABLE", "clean_vessel", "file_total
 
 SOG_UNAVAILABLE = 102.3  # ITU-R M.1371: 1023 in 1/10 knot = not available
 HEADING_UNAVAILABLE = 511.0
+SPEED_MARGIN = 1e-9  # relative: far above the rounding differences of vectorized and scalar distances
 
 
 def clean_vessel(rows: Rows, pos: np.ndarray, max_speed_knots: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Counts unavailable values, drops impossible positions, sorts, de-duplicates and removes jumps."""
     time, lat, lon = rows.time[pos], rows.lat[pos], rows.lon[pos]
-    sog, cog, heading = rows.sog[pos].copy(), rows.cog[pos].copy(), rows.heading[pos].copy()
+    sog, cog, heading = (np.full(len(pos), np.nan) if column is None else column[pos]
+                         for column in (rows.sog, rows.cog, rows.heading))  # copies
     report: dict[str, Any] = {"reports_read": int(len(pos))}
     sog_bad = np.isfinite(sog) & ((sog >= SOG_UNAVAILABLE) | (sog < 0))
     cog_bad = np.isfinite(cog) & ((cog < 0) | (cog >= 360))
@@ -69,14 +71,26 @@ def _jumps(time: np.ndarray, lat: np.ndarray, lon: np.ndarray, max_speed: float)
         dt = max(abs(seconds[j] - seconds[i]), 1.0)  # AIS stamps have one-second resolution
         return float(haversine_m(lat[i], lon[i], lat[j], lon[j])) / dt
 
+    # Reports that may be too fast after the one before them, found for all at once; a margin far above
+    # rounding makes sure that every other report is reachable from the one before it, as `speed` finds.
+    step = haversine_m(lat[:-1], lon[:-1], lat[1:], lon[1:]) / np.maximum(np.abs(np.diff(seconds)), 1.0)
+    suspects = np.flatnonzero(step > max_speed * (1.0 - SPEED_MARGIN)) + 1
     if n >= 3 and speed(0, 1) > max_speed and speed(1, 2) <= max_speed:
         jumps[0] = True
     last = int(np.argmin(jumps))
-    for i in range(last + 1, n):
+    i = last + 1
+    while i < n:
+        if last == i - 1:  # reports follow each other until the next suspect: all kept
+            k = int(np.searchsorted(suspects, i))
+            if k == len(suspects):
+                break
+            i = int(suspects[k])
+            last = i - 1
         if speed(last, i) > max_speed:
             jumps[i] = True
         else:
             last = i
+        i += 1
     return jumps
 
 

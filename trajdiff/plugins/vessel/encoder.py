@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from trajdiff.core.data import Episodes
+from trajdiff.core.window_source import WindowIndex
 from trajdiff.errors import ConfigError, DataError, ShapeError
 from trajdiff.plugins.spec import Encoder
 from trajdiff.plugins.vessel.geo import KNOT_M_S, from_local, to_local
@@ -38,6 +39,29 @@ STILL_M_S = 0.25  # below this speed (about half a knot) the course is noise: th
 MAX_FIT_WINDOWS = 50_000
 STD_FLOOR_M = 1.0
 PLACE_FEATURES = 4
+
+
+def _median_step(metas: list[dict[str, Any]]) -> float:
+    """The median time step (seconds) over the meta "times" of every episode (60 without any), as ``np.median`` of
+    all steps gives it, from each episode's distinct steps and their counts (no array of every step)."""
+    counts: dict[int, int] = {}
+    for meta in metas:
+        if "times" in meta and len(meta["times"]) > 1:
+            steps, n = np.unique(np.diff(meta["times"]).astype("timedelta64[ns]").astype(np.int64), return_counts=True)
+            for step, k in zip(steps.tolist(), n.tolist(), strict=True):
+                counts[step] = counts.get(step, 0) + k
+    if not counts:
+        return 60.0
+    steps = sorted(counts)
+    cumulative = np.cumsum([counts[step] for step in steps])
+    total = int(cumulative[-1])
+
+    def nth(k: int) -> float:  # the k-th smallest step (0-based), in seconds
+        return steps[int(np.searchsorted(cumulative, k, side="right"))] / 1e9
+
+    if total % 2:
+        return float(nth(total // 2))
+    return float((nth(total // 2 - 1) + nth(total // 2)) / 2)
 
 
 class VesselEncoder(Encoder):
@@ -163,18 +187,16 @@ class VesselEncoder(Encoder):
             raise DataError(f"VesselEncoder.fit needs Episodes, got {type(episodes).__name__}")
         if list(episodes.columns[:2]) != ["lat", "lon"]:
             raise DataError(f"VesselEncoder expects columns starting with lat, lon; got {episodes.columns}")
-        steps = [np.diff(m["times"]).astype("timedelta64[ns]").astype(np.int64) / 1e9
-                 for m in episodes.meta or [] if "times" in m and len(m["times"]) > 1]
-        self.interval_s = float(np.median(np.concatenate(steps))) if steps else 60.0
-        windows = [(i, s) for i, seq in enumerate(episodes.sequences) for s in range(0, len(seq) - self.length + 1)]
-        if not windows:
+        self.interval_s = _median_step(episodes.meta or [])
+        index = WindowIndex(episodes.lengths, self.length)  # every window, in episode then start order
+        if not len(index):
             raise DataError(f"no episode is long enough for one window of {self.length} rows ({self.history} + "
                             f"{self.horizon}); the longest has {max(episodes.lengths, default=0)} rows")
-        if len(windows) > MAX_FIT_WINDOWS:
-            pick = np.random.default_rng(0).choice(len(windows), MAX_FIT_WINDOWS, replace=False)
-            windows = [windows[j] for j in np.sort(pick)]
+        positions = np.arange(len(index))
+        if len(index) > MAX_FIT_WINDOWS:
+            positions = np.sort(np.random.default_rng(0).choice(len(index), MAX_FIT_WINDOWS, replace=False))
         feats = np.stack([self._features(episodes.sequences[i][s:s + self.length], self.history)[0]
-                          for i, s in windows])
+                          for i, s in zip(*index.locate(positions), strict=True)])
         self.mean = feats.mean(axis=0)
         self.mean[self.history - 1] = 0.0  # the origin row is 0 by construction
         self.std = np.maximum(feats.std(axis=0), STD_FLOOR_M)

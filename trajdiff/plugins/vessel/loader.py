@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.vessel.cleaning import clean_vessel, file_totals, summarize
 from trajdiff.plugins.vessel.geo import KNOT_M_S, to_local
-from trajdiff.plugins.vessel.reading import read_reports
+from trajdiff.plugins.vessel.reading import Rows, read_reports
 
 __all__ = ["COLUMNS", "derive_motion", "load_ais", "parse_duration"]
 
@@ -107,11 +108,9 @@ def load_ais(
         "blank_lines": rows.blank_lines,
     }
     vessels: dict[str, dict[str, Any]] = {}
-    order = pd.Series(np.arange(len(rows.mmsi))).groupby(rows.mmsi, sort=False).indices if len(rows.mmsi) else {}
     sequences, ids, metas = [], [], []
     kept_tracks: dict[str, list[int]] = {}
-    for mmsi in pd.unique(rows.mmsi):
-        pos = order[mmsi]
+    for mmsi, pos in _by_vessel(rows):
         report, cleaned = clean_vessel(rows, pos, max_speed_knots)
         segments = _split(cleaned["time"], gap_s)
         report["tracks"] = 0
@@ -153,6 +152,20 @@ def load_ais(
             "than gap=...; use a log with more reports per vessel, or lower min_rows / raise gap"
         )
     return Episodes(sequences=sequences, columns=list(COLUMNS), ids=ids, meta=metas)
+
+
+def _by_vessel(rows: Rows) -> Iterator[tuple[str, np.ndarray]]:
+    """Each vessel's MMSI and its reports (positions in ``rows``, in file order), vessels in order of their first
+    report."""
+    if not len(rows.mmsi):
+        return
+    order = np.argsort(rows.mmsi, kind="stable")
+    counts = np.bincount(rows.mmsi, minlength=len(rows.names))
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    present = np.flatnonzero(counts)
+    first = order[bounds[present]]  # a vessel's first report comes first among its own
+    for code in present[np.argsort(first)]:
+        yield rows.names[code], order[bounds[code]:bounds[code + 1]]
 
 
 def _split(time: np.ndarray, gap_s: float) -> list[tuple[int, int]]:
@@ -212,8 +225,11 @@ def _summary(label: str, totals: dict[str, Any], sequences: list[np.ndarray], me
             f"of {rows} row(s) at {step:g} s intervals")
     if not sequences:
         return line
-    values = np.concatenate([*sequences, *(m["future"] for m in metas if "future" in m)])
-    times = np.concatenate([np.asarray(m[key]) for m in metas for key in ("times", "future_times") if key in m])
-    first, last = (np.datetime_as_string(t, unit="s") for t in (times.min(), times.max()))
-    return (f"{line}, {first} to {last}, lat {values[:, 0].min():.4f} to {values[:, 0].max():.4f}, "
-            f"lon {values[:, 1].min():.4f} to {values[:, 1].max():.4f}")
+    parts = [*sequences, *(m["future"] for m in metas if "future" in m)]  # bounds per track: no copy of them all
+    low = np.min([part.min(axis=0) for part in parts if len(part)], axis=0)
+    high = np.max([part.max(axis=0) for part in parts if len(part)], axis=0)
+    times = [np.asarray(m[key]) for m in metas for key in ("times", "future_times") if key in m]
+    first, last = (np.datetime_as_string(t, unit="s") for t in (min(t.min() for t in times if len(t)),
+                                                                  max(t.max() for t in times if len(t))))
+    return (f"{line}, {first} to {last}, lat {low[0]:.4f} to {high[0]:.4f}, "
+            f"lon {low[1]:.4f} to {high[1]:.4f}")
