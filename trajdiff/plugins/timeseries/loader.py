@@ -10,8 +10,8 @@ reads a well-formed CSV or Parquet file a batch of rows at a time straight into 
 any other source, or a file that needs a repair or an error, goes the text path, where
 :mod:`~trajdiff.plugins.timeseries.reading` reads it into a table that remembers each row's line and
 :mod:`~trajdiff.plugins.timeseries.columns` finds and parses the time, value and id columns. Both give the same
-series, which :mod:`~trajdiff.plugins.timeseries.cleaning` sorts, de-duplicates, fills and resamples. What was read (rows, series, columns, time span) is one
-line in the log, which the command line prints.
+series, which :mod:`~trajdiff.plugins.timeseries.cleaning` sorts, de-duplicates, fills and resamples. What was
+read (rows, series, columns, time span) is one line in the log, which the command line prints.
 """
 
 from __future__ import annotations
