@@ -18,7 +18,7 @@ import pandas as pd
 from trajdiff.api.checks import check_costs, check_count, check_draws, check_seed, check_writable
 from trajdiff.api.columns import align_columns
 from trajdiff.api.loading import LoadedModel, load_model
-from trajdiff.api.output import TABLE_SUFFIXES, write_forecast
+from trajdiff.api.output import TABLE_SUFFIXES, forecast_table, write_forecast
 from trajdiff.api.plots import plot_forecasts
 from trajdiff.api.sampling import (
     apply_calibration,
@@ -28,6 +28,7 @@ from trajdiff.api.sampling import (
     keep_representatives,
     key_seed,
 )
+from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.manager import Plugins
 
@@ -106,7 +107,8 @@ def forecast(
     partition_by: str | None = None,
     workers: int | None = None,
 ) -> ForecastResult:
-    """Forecasts the next ``horizon`` steps after the end of every episode (entity) in ``data``.
+    """Forecasts the next ``horizon`` steps after the end of every episode (entity) in ``data`` (what the domain
+    reads, or `Episodes` already loaded).
 
     Returns one table row per sample, entity and future step (time stamps continued from the data,
     values in the user's units); writes it to ``out`` (.csv or .parquet) and a plot to ``plot``.
@@ -184,7 +186,8 @@ def forecast_data(loaded: LoadedModel, data: Any, options: ForecastOptions, *, m
     with enough history is a `DataError` (else an empty table: a partition may hold only short ones)."""
     d, o = loaded.defaults, options
     assert o.horizon is not None
-    episodes = align_columns(loaded.domain.load(data, **o.load_options), loaded.encoder, data)
+    episodes = data if isinstance(data, Episodes) else loaded.domain.load(data, **o.load_options)
+    episodes = align_columns(episodes, loaded.encoder, data)
     entities = [str((episodes.meta[i] if episodes.meta else {}).get("entity", episodes.ids[i]))
                 for i in range(len(episodes))]
     keep = loaded.encoder.forecast_columns  # an encoder may forecast only some columns
@@ -214,7 +217,7 @@ def forecast_data(loaded: LoadedModel, data: Any, options: ForecastOptions, *, m
                                                        seed=key_seed(o.seed, 0, key, 0))
                                   for j, key in enumerate(keys)], axis=1)
     result = empty
-    rows = []
+    stamps = []
     for j, i in enumerate(kept):
         raw = decoded[:, j]  # [S, H, F]
         meta = episodes.meta[i] if episodes.meta else {}
@@ -227,14 +230,8 @@ def forecast_data(loaded: LoadedModel, data: Any, options: ForecastOptions, *, m
         if meta.get("future") is not None:  # a domain may put the known future in meta "future"
             known = np.asarray(meta["future"])[:o.horizon]
             result.truths[entity] = known[..., keep] if keep else known
-        for s in range(raw.shape[0]):
-            frame = pd.DataFrame(raw[s], columns=names)
-            frame.insert(0, "step", np.arange(1, o.horizon + 1))
-            frame.insert(0, "time", future)
-            frame.insert(0, "entity", entity)
-            frame.insert(0, "sample", s)
-            rows.append(frame)
-    result.table = pd.concat(rows, ignore_index=True)
+        stamps.append(future)
+    result.table = forecast_table([entities[i] for i in kept], stamps, decoded, names)
     return result
 
 

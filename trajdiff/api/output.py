@@ -14,6 +14,21 @@ from trajdiff.plugins.spec import Domain
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
 
+def forecast_table(entities: list[str], times: list[np.ndarray], futures: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """The tidy table of forecasts ``futures`` ``[S, N, H, F]``: one row per entity, sample and step (in that order),
+    columns ``sample, entity, time, step`` and ``names``; ``times`` holds each entity's H future time stamps.
+    Built column by column, so its cost does not grow with one small frame per entity and sample."""
+    count, n, horizon, _ = futures.shape
+    stamps = [np.asarray(t) for t in times]
+    time = (np.concatenate([np.tile(t, count) for t in stamps]) if len({t.dtype for t in stamps}) <= 1
+            else np.concatenate([np.tile(t.astype(object), count) for t in stamps]))
+    values = np.ascontiguousarray(futures.transpose(1, 0, 2, 3)).reshape(n * count * horizon, -1)
+    columns = {"sample": np.tile(np.repeat(np.arange(count), horizon), n),
+               "entity": pd.array(np.repeat(np.asarray(entities, dtype=object), count * horizon), dtype="str"),
+               "time": time, "step": np.tile(np.arange(1, horizon + 1), n * count)}
+    return pd.DataFrame({**columns, **{name: values[:, c] for c, name in enumerate(names)}})
+
+
 def write_forecast(
     domain: Domain, table: pd.DataFrame, path: str | Path, histories: dict[str, np.ndarray],
     futures: dict[str, np.ndarray], columns: list[str],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from trajdiff.api.loading import (
     LoadedModel,
     context_tokens,
 )
+from trajdiff.core.compiled import CompiledSolver
 from trajdiff.core.conditional import Known, sample_conditional
 from trajdiff.core.guidance import CostGradient
 from trajdiff.core.progress import Progress
@@ -39,6 +41,7 @@ def sample_futures(
     plan: str | torch.Tensor = "full",
     plan_options: dict[str, Any] | None = None,
     generator: torch.Generator | Streams | None = None,
+    compile: bool = False,
 ) -> np.ndarray:
     """Samples futures for encoded contexts ``[N, L, D]`` (history tokens observed): ``[S, N, L, D]``.
     ``generator`` (optional) draws the noise instead of a fresh one seeded with ``seed``, so that contexts
@@ -53,6 +56,10 @@ def sample_futures(
     ``costs`` maps a cost name (the domain's or a plugin's) to a guidance scale. A `BatchCost` (e.g. one
     coupling the agents of a batch) is bound per batch to ``frames`` (the encoder's, one per context)
     and ``meta`` (one dict per context, optional); it needs ``frames``.
+
+    Contexts go through the sampler ``batch_limit`` sequences (contexts x samples) at a time. ``compile`` runs the
+    solver's steps under ``torch.compile`` (`trajdiff.core.compiled`): faster steps after a compilation of tens of
+    seconds or more, so only for long runs.
     """
     defaults = loaded.defaults
     samples, nfe, seed = check_required(samples, "samples"), check_count(nfe, "nfe"), check_seed(seed)
@@ -79,18 +86,27 @@ def sample_futures(
 
     observed = context_tokens(loaded.encoder, defaults)
     known = Known.history(torch.from_numpy(np.asarray(contexts, dtype=np.float32)), observed)
-    drawn = sample_conditional(
-        loaded.model.denoiser(ema=True), loaded.model.schedule, known, samples=samples, plan=plan,
-        nfe=nfe or defaults.nfe, solver=solver or defaults.solver, plan_options=plan_options, guides=guides,
-        antithetic=antithetic, generator=generator if generator is not None else torch.Generator().manual_seed(seed),
-        batch_limit=batch_limit,
-    )
+    step = solver or defaults.solver
+    # Without guides nothing differentiates through the network: inference mode skips autograd's bookkeeping.
+    with torch.inference_mode(not chosen):
+        drawn = sample_conditional(
+            loaded.model.denoiser(ema=True), loaded.model.schedule, known, samples=samples, plan=plan,
+            nfe=nfe or defaults.nfe, solver=compiled_solver(step) if compile else step, plan_options=plan_options,
+            guides=guides, antithetic=antithetic, batch_limit=batch_limit,
+            generator=generator if generator is not None else torch.Generator().manual_seed(seed),
+        )
     history = np.asarray(contexts, dtype=np.float64)[:, :observed]
     unusable = int((~np.isfinite(history)).sum())
     cause = (f"the history: {unusable} of its encoded values are NaN or infinite (missing cells in the last rows?)"
              if unusable else guide_cause(costs))
     check_samples(drawn.numpy(), cause=cause)
     return drawn.numpy()
+
+
+@functools.cache
+def compiled_solver(name: str) -> CompiledSolver:
+    """One compiled solver per name and process, so that later calls reuse its compiled code."""
+    return CompiledSolver(name)
 
 
 def encoder_bases(encoder: Encoder, frames: list[dict[str, Any]]) -> np.ndarray | None:

@@ -25,6 +25,7 @@ from trajdiff.api.loading import (
 )
 from trajdiff.core.data import Episodes
 from trajdiff.core.model import DiffusionModel
+from trajdiff.core.networks import complete_network
 from trajdiff.core.training import TrainConfig, Trainer
 from trajdiff.core.window_source import WindowSource
 from trajdiff.errors import CheckpointError, ConfigError, DataError
@@ -106,7 +107,7 @@ def train(
     source, _ = window_source(episodes, fitted, defaults.history, defaults.length, defaults.stride,
                               augment=lambda windows: dom.augment_windows(windows, fitted), labels=labels,
                               classes=len(defaults.labels) if labels is not None else 0)
-    net = {**defaults.network, "dim": fitted.dim}
+    net = complete_network(defaults.network, dim=fitted.dim, tokens=source.tokens)
     if labels is not None:
         net["cond_dim"] = len(defaults.labels)
     defaults = replace(defaults, network=dict(net))

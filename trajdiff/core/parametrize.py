@@ -48,31 +48,33 @@ def _safe(value: Tensor) -> Tensor:
 def to_prediction(output: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor, kind: str) -> Prediction:
     """Turns a network output of the given kind into (x0, eps) estimates.
 
-    ``alpha`` and ``sigma`` broadcast against ``x`` (per token: ``[B, T, 1]``).
+    ``alpha`` and ``sigma`` broadcast against ``x`` (per token: ``[B, T, 1]``). Each estimate is
+    ``a * x + b * output`` with coefficients per token, worked out on ``alpha``'s shape (one value per token,
+    not per feature), so the estimates cost two passes over ``x`` each; a clean token (sigma = 0) gets the
+    coefficients of ``x0 = x, eps = 0``.
     """
     if kind == "x0":
-        x0 = output
-        eps = (x - alpha * x0) / _safe(sigma)
+        x0_coefficients = (torch.zeros_like(alpha), torch.ones_like(alpha))
+        eps_coefficients = (1.0 / _safe(sigma), -alpha / _safe(sigma))
     elif kind == "eps":
-        eps = output
-        x0 = (x - sigma * eps) / _safe(alpha)
+        x0_coefficients = (1.0 / _safe(alpha), -sigma / _safe(alpha))
+        eps_coefficients = (torch.zeros_like(alpha), torch.ones_like(alpha))
     elif kind == "v":
         norm = _safe(alpha.square() + sigma.square())
-        x0 = (alpha * x - sigma * output) / norm
-        eps = (sigma * x + alpha * output) / norm
+        x0_coefficients = (alpha / norm, -sigma / norm)
+        eps_coefficients = (sigma / norm, alpha / norm)
     elif kind == "velocity":
         norm = _safe(alpha + sigma)
-        x0 = (x - sigma * output) / norm
-        eps = (x + alpha * output) / norm
+        x0_coefficients = (1.0 / norm, -sigma / norm)
+        eps_coefficients = (1.0 / norm, alpha / norm)
     else:
         check_parametrization(kind)
         raise AssertionError("unreachable")
     clean = sigma == 0
-    if bool(clean.any()):
-        clean = clean.expand_as(x)
-        x0 = torch.where(clean, x, x0)
-        eps = torch.where(clean, torch.zeros_like(eps), eps)
-    return Prediction(x0, eps)
+    one, zero = torch.ones_like(alpha), torch.zeros_like(alpha)
+    x0_x, x0_out = torch.where(clean, one, x0_coefficients[0]), torch.where(clean, zero, x0_coefficients[1])
+    eps_x, eps_out = torch.where(clean, zero, eps_coefficients[0]), torch.where(clean, zero, eps_coefficients[1])
+    return Prediction(torch.addcmul(x0_x * x, x0_out, output), torch.addcmul(eps_x * x, eps_out, output))
 
 
 def target(x0: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor, kind: str) -> Tensor:

@@ -157,6 +157,13 @@ class DPMSolverPP2M(Solver):
         return {"x0_prev": torch.zeros_like(x),
                 "lam_prev": torch.full((x.shape[0], x.shape[1], 1), float("nan"), dtype=x.dtype, device=x.device)}
 
+    def shift_state(self, state: State, drop: int) -> State:
+        """As `Solver.shift_state`, with the fresh tokens' ``x0_prev`` 0 instead of NaN (their NaN ``lam_prev``
+        marks them unknown): the step multiplies it by a zero weight, which must stay zero."""
+        shifted = super().shift_state(state, drop)
+        shifted["x0_prev"] = torch.nan_to_num(shifted["x0_prev"], nan=0.0)
+        return shifted
+
     def step(self, denoise: Denoiser, x: Tensor, row: Row, schedule: Schedule, *, cond: Tensor | None,
              state: State, generator: torch.Generator | None) -> Tensor:
         if not state:
@@ -169,13 +176,16 @@ class DPMSolverPP2M(Solver):
         h_prev = lam_s - state["lam_prev"]
         second_order = torch.isfinite(h_prev) & (h_prev > 0) & (sigma_t > 0) & (h > 0)
         r = torch.where(second_order, h_prev, 1.0) / torch.where(second_order, h, 1.0)
-        data = prediction.x0
-        data = torch.where(second_order, data + (data - state["x0_prev"]) / (2.0 * r), data)
+        # D = x0 + (x0 - x0_prev) / (2 r) on second-order tokens, else x0; then
         # x_t = (sigma_t / sigma_s) x + alpha_t (1 - e^{-h}) D, with e^{-h} = sigma_t alpha_s / (alpha_t sigma_s)
-        # written so that sigma_t = 0 (lambda_t = inf) and alpha_s = 0 (lambda_s = -inf) stay finite.
-        x_next = (sigma_t / sigma_s) * x + (alpha_t - sigma_t * alpha_s / sigma_s) * data
+        # written so that sigma_t = 0 (lambda_t = inf) and alpha_s = 0 (lambda_s = -inf) stay finite. The
+        # coefficients are per token ([B, T, 1]), so the step is three passes over the sequences.
+        half = torch.where(second_order, 0.5 / r, 0.0)
+        weight = alpha_t - sigma_t * alpha_s / sigma_s
+        x_next = torch.addcmul((sigma_t / sigma_s) * x, weight * (1.0 + half), prediction.x0)
+        x_next = torch.addcmul(x_next, -weight * half, state["x0_prev"])
         moving = row.moving
-        state["x0_prev"] = torch.where(moving, prediction.x0, state["x0_prev"])
+        state["x0_prev"] = prediction.x0 if row.all_moving else torch.where(moving, prediction.x0, state["x0_prev"])
         state["lam_prev"] = torch.where(moving, lam_s.expand_as(state["lam_prev"]), state["lam_prev"])
         return x_next
 

@@ -14,15 +14,28 @@ from torch import nn
 
 from trajdiff.core.networks.transformer import TemporalTransformer
 from trajdiff.core.networks.unet import TemporalUNet
+from trajdiff.core.networks.window_mlp import WindowMLP
 from trajdiff.errors import ConfigError
 
-NETWORKS: dict[str, type[nn.Module]] = {"unet": TemporalUNet, "transformer": TemporalTransformer}
+NETWORKS: dict[str, type[nn.Module]] = {"unet": TemporalUNet, "transformer": TemporalTransformer,
+                                        "window_mlp": WindowMLP}
 
-__all__ = ["NETWORKS", "TemporalTransformer", "TemporalUNet", "build_network"]
+__all__ = ["NETWORKS", "TemporalTransformer", "TemporalUNet", "WindowMLP", "build_network", "complete_network"]
+
+
+def complete_network(config: dict[str, Any], *, dim: int, tokens: int) -> dict[str, Any]:
+    """``config`` with the sizes the data decide: ``dim`` (features per token) always, and ``length`` (tokens
+    per window) for a network built for one window length (``window_mlp``) unless the config gives one."""
+    completed = {**config, "dim": dim}
+    kind = completed.get("kind")
+    if kind in NETWORKS and "length" in inspect.signature(NETWORKS[kind].__init__).parameters:
+        if completed.get("length") is None:
+            completed["length"] = tokens
+    return completed
 
 
 def build_network(config: dict[str, Any]) -> nn.Module:
-    """Build a network from ``{"kind": "unet" | "transformer", **constructor_kwargs}``.
+    """Build a network from ``{"kind": "unet" | "transformer" | "window_mlp", **constructor_kwargs}``.
 
     Raises ConfigError for an unknown kind, unknown or missing kwargs, or bad values.
     """

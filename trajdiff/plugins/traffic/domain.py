@@ -23,7 +23,7 @@ import numpy as np
 from trajdiff.core.data import Episodes
 from trajdiff.core.metrics import ade, fde, min_ade, min_fde
 from trajdiff.errors import ConfigError
-from trajdiff.plugins.spec import Baseline, Cost, DatasetCard, Domain, Metric, ModelDefaults
+from trajdiff.plugins.spec import Baseline, Cost, DatasetCard, Domain, Metric, ModelDefaults, Recipe
 from trajdiff.plugins.traffic.baselines import constant_velocity
 from trajdiff.plugins.traffic.costs import CollisionCost, SpeedCost
 from trajdiff.plugins.traffic.encoder import TrackEncoder
@@ -127,6 +127,16 @@ class TrafficDomain(Domain):
             history_prob=1.0,  # the 8 observed steps are always given when forecasting
             encoder={"rotate": True, "residual": "cv"},
         )
+
+    def recipes(self) -> dict[str, Recipe]:
+        """``window-mlp``: the window MLP (`trajdiff.core.networks.window_mlp`: one MLP over the whole window, whose
+        blocks cost the same whatever the token count), predicting the clean window, trained with one noise level
+        per window and the history always clean, for full-sequence forecasts; `benchmarks/throughput.py` compares
+        it with the default."""
+        return {"window-mlp": Recipe("window MLP, one noise level per window (faster forecasts)",
+                                     {"network": {"kind": "window_mlp", "dim": None, "length": None, "width": 256,
+                                                  "depth": 3}, "parametrization": "x0", "noise": "shared",
+                                     "history_prob": 1.0})}
 
     def augment_windows(self, windows: np.ndarray, encoder: Any) -> np.ndarray:
         """Adds each training window's mirror image across the heading axis (heading-aligned frames

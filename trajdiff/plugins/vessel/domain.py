@@ -13,7 +13,7 @@ import numpy as np
 
 from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError
-from trajdiff.plugins.spec import Baseline, Cost, DatasetCard, Domain, Metric, ModelDefaults
+from trajdiff.plugins.spec import Baseline, Cost, DatasetCard, Domain, Metric, ModelDefaults, Recipe
 from trajdiff.plugins.vessel.baselines import ctr_baseline, cv_baseline
 from trajdiff.plugins.vessel.encoder import VesselEncoder
 from trajdiff.plugins.vessel.geo import to_local
@@ -109,6 +109,16 @@ class VesselDomain(Domain):
             nfe=10,
             encoder={"velocity_steps": 1, "patch": 5},
         )
+
+    def recipes(self) -> dict[str, Recipe]:
+        """``window-mlp``: the window MLP (`trajdiff.core.networks.window_mlp`: one MLP over the whole window, whose
+        blocks cost the same whatever the token count), predicting the clean window, trained with one noise level
+        per window and the history always clean, for full-sequence forecasts; `benchmarks/throughput.py` compares
+        it with the default."""
+        return {"window-mlp": Recipe("window MLP, one noise level per window (faster forecasts)",
+                                     {"network": {"kind": "window_mlp", "dim": None, "length": None, "width": 256,
+                                                  "depth": 3}, "parametrization": "x0", "noise": "shared",
+                                     "history_prob": 1.0})}
 
     def metrics(self) -> dict[str, Metric]:
         return dict(METRICS)
