@@ -99,6 +99,13 @@ def test_parquet_streams_the_episodes_of_the_same_csv(tmp_path: Path, monkeypatc
     assert from_parquet == _text_only(monkeypatch, parquet_path)
 
 
+def test_stamps_outside_the_nanosecond_range_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.csv"
+    path.write_text("date,a\n1500-01-01 00:00:00,1\n1500-01-01 01:00:00,2\n1500-01-01 02:00:00,3\n")
+    with pytest.raises(DataError, match="outside 1677-2262"):
+        series_loader.load_series(path)  # read as 2084 before
+
+
 def _ais_frame(seed: int = 0) -> pd.DataFrame:
     """Three vessels interleaved, a GPS jump, a repeated report, an unparsable stamp and a bad MMSI."""
     rng = np.random.default_rng(seed)

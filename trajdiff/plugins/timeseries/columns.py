@@ -97,8 +97,8 @@ def parse_times(table: Table, col: str) -> tuple[np.ndarray, np.ndarray]:
                 if other.isna().sum() < parsed.isna().sum():
                     parsed = other
         parsed = parsed.dt.tz_localize(None)
-    try:
-        stamps = parsed.to_numpy(dtype="datetime64[ns]")
+    try:  # pandas may parse in coarser units; converting checks the range (to_numpy would wrap around silently)
+        stamps = parsed.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]")
     except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError) as e:
         raise DataError(f"{table.label}: column {col!r} has timestamps outside 1677-2262 ({e})") from e
     return stamps, np.isnat(stamps)
