@@ -104,6 +104,12 @@ def test_stamps_outside_the_nanosecond_range_are_refused(tmp_path: Path) -> None
     path.write_text("date,a\n1500-01-01 00:00:00,1\n1500-01-01 01:00:00,2\n1500-01-01 02:00:00,3\n")
     with pytest.raises(DataError, match="outside 1677-2262"):
         series_loader.load_series(path)  # read as 2084 before
+    frame = _ais_frame()
+    frame.loc[10, "BaseDateTime"] = "1500-01-01T00:00:00"
+    with pytest.warns(UserWarning, match="3 malformed row"):
+        episodes = load_ais(frame)
+    assert episodes.meta[0]["report"]["file"]["malformed_rows"] == 3  # with the stamp and the MMSI made bad
+    assert "row 11: column 'BaseDateTime' has an unparsable timestamp" in str(episodes.meta[0]["report"]["file"])
 
 
 def _ais_frame(seed: int = 0) -> pd.DataFrame:

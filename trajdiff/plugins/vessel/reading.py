@@ -287,7 +287,8 @@ def _stamps(raw: pd.Series) -> np.ndarray:
             warnings.simplefilter("ignore")
             time = pd.to_datetime(raw.astype("string").str.strip(), errors="coerce", format="ISO8601", utc=True)
         time = time.dt.tz_localize(None)
-    return time.to_numpy(dtype="datetime64[ns]")
+    time = time.where((time >= pd.Timestamp.min) & (time <= pd.Timestamp.max))  # beyond 1677-2262: unparsable
+    return time.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]")  # (to_numpy alone would wrap those around)
 
 
 def _numbers(raw: pd.Series) -> np.ndarray:
