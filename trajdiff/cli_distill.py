@@ -13,9 +13,9 @@ from trajdiff.errors import TrajdiffError
 def distill(
     model: Path = typer.Option(..., help="The teacher: a model directory written by `trajdiff train`."),
     out: Path = typer.Option(..., help="Model directory to write the student to (a normal model folder)."),
-    nfe: int = typer.Option(4, help="Network evaluations the student samples in (1 to 4 are typical); its "
+    nfe: int = typer.Option(2, help="Network evaluations the student samples in (1 to 4 are typical); its "
                             "default for forecast, evaluate and the rest."),
-    steps: int = typer.Option(None, help="Student training steps (default 1,000)."),
+    steps: int = typer.Option(None, help="Student training steps (default 2,500)."),
     minutes: float = typer.Option(None, help="Stop after this many minutes."),
     data: Path = typer.Option(None, help="Windows to start the teacher's trajectories from (a file the domain "
                               "reads, e.g. the training data); default: the teacher's own samples."),

@@ -57,9 +57,9 @@ WindowDraw = Callable[[int, torch.Generator], tuple[Tensor, Tensor | None, Tenso
 class DistillConfig:
     """How to distil; stored with the student."""
 
-    nfe: int = 4
+    nfe: int = 2
     """Network evaluations the student is made for (its default when sampling)."""
-    steps: int = 1000
+    steps: int = 2500
     batch_size: int = 64
     """Student (state, end) pairs per step."""
     lr: float = 3e-4
