@@ -7,9 +7,9 @@ every agent present in all 20 frames of a test file, in windows with at least tw
 (Social-GAN's ``min_ped``); best of 20 samples per agent, errors in metres.
 
 trajdiff: the ``traffic`` domain's loader (4 nearest neighbours as extra columns) and encoder
-(agent frame, heading along +x, future as residual over constant velocity), its default
-transformer trained per scene with the core Trainer, sampled (``--solvers``: DPM-Solver++(2M) by default,
-ancestral DDPM, DDIM; one network evaluation per step, so NFE = steps), all agents of
+(agent frame, heading along +x, future as residual over constant velocity), its transformer
+(the ``transformer`` recipe) trained per scene with the core Trainer, sampled (``--solvers``: DPM-Solver++(2M) by
+default, ancestral DDPM, DDIM; one network evaluation per step, so NFE = steps), all agents of
 a window sampled together (joint sample s = sample s of every agent). Beside it, in the same run:
 constant velocity (last observed displacement repeated, deterministic) and, with ``--collision``,
 the collision-cost guidance and the share of agent pairs closer than 0.2 m in a joint sample.
@@ -123,7 +123,8 @@ def train_scene(scene: str, args: argparse.Namespace, device: torch.device) -> t
     x, _, _ = api.encode_windows(episodes, encoder, OBS, OBS + PRED, 1)
     if args.mirror:  # the heading-aligned frame mirrored across its x axis (what `trajdiff train` does too)
         x = domain.augment_windows(x, encoder)
-    network = {**defaults.network, "dim": encoder.dim, "width": args.width, "depth": args.depth}
+    transformer = domain.recipes()["transformer"].defaults["network"]  # the network these figures were taken with
+    network = {**transformer, "dim": encoder.dim, "width": args.width, "depth": args.depth}
     model = DiffusionModel(network, schedule=defaults.schedule, parametrization=args.parametrization,
                            extra={"domain": "traffic", "encoder": encoder.state_dict(), "defaults": asdict(defaults),
                                   "trajdiff_version": __version__})

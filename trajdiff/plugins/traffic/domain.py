@@ -106,37 +106,36 @@ class TrafficDomain(Domain):
         return TrackEncoder.from_state(state)
 
     def defaults(self) -> ModelDefaults:
-        """The ETH/UCY protocol: 8 observed and 12 forecast steps; a small transformer (width 128,
-        depth 4, 1.2 M parameters) on tokens of own position plus 4 neighbours; v-parametrization;
-        20 samples at 10 NFE of DPM-Solver++(2M) (on ETH/UCY as good as 100 NFE; ancestral DDPM at 20
-        NFE was better on zara1 but worse on eth, hotel and univ in CPU probes). On 2 CPU cores expect
-        about 100-200 steps a minute; ``benchmarks/eth_ucy.py`` trains the same network on a GPU (about
-        4,000 steps a minute)."""
+        """The ETH/UCY protocol: 8 observed and 12 forecast steps of tokens of own position plus 4 neighbours;
+        the window MLP (`trajdiff.core.networks.window_mlp`, width 128, depth 2) predicting the clean window, one
+        noise level per window and the history always clean; 20 samples at 10 NFE of DPM-Solver++(2M) (on
+        ETH/UCY as good as 100 NFE). On held-out windows it forecast as well as the transformer it replaced, at a
+        tenth of the cost per trajectory (`benchmarks/throughput.py`, BENCHMARKS.md); that transformer is the
+        ``transformer`` recipe."""
         return ModelDefaults(
             history=8,
             horizon=12,
-            network={"kind": "transformer", "dim": None, "width": 128, "depth": 4, "heads": 4},
-            parametrization="v",
+            network={"kind": "window_mlp", "dim": None, "length": None, "width": 128, "depth": 2},
+            parametrization="x0",
             steps=4000,
             batch_size=256,
             lr=1e-3,
             solver="dpmpp2m",
             nfe=10,
             samples=20,
-            noise="shared",  # one level per window, as in the benchmark (full-sequence sampling)
+            noise="shared",  # one level per window (full-sequence sampling)
             history_prob=1.0,  # the 8 observed steps are always given when forecasting
             encoder={"rotate": True, "residual": "cv"},
         )
 
     def recipes(self) -> dict[str, Recipe]:
-        """``window-mlp``: the window MLP (`trajdiff.core.networks.window_mlp`: one MLP over the whole window, whose
-        blocks cost the same whatever the token count), predicting the clean window, trained with one noise level
-        per window and the history always clean, for full-sequence forecasts; `benchmarks/throughput.py` compares
-        it with the default."""
-        return {"window-mlp": Recipe("window MLP, one noise level per window (faster forecasts)",
-                                     {"network": {"kind": "window_mlp", "dim": None, "length": None, "width": 256,
-                                                  "depth": 3}, "parametrization": "x0", "noise": "shared",
-                                     "history_prob": 1.0})}
+        """``transformer``: the earlier default, a transformer (width 128, depth 4, 1.2 M parameters; v
+        parametrization) whose cost grows with the tokens; any plan of per-token levels suits it as far as its
+        training noise (one level per window) does. On 2 CPU cores expect about 100-200 steps a minute;
+        ``benchmarks/eth_ucy.py`` trains it on a GPU (about 4,000 steps a minute)."""
+        return {"transformer": Recipe("transformer of width 128, depth 4 (the default before the window MLP)",
+                                      {"network": {"kind": "transformer", "dim": None, "width": 128, "depth": 4,
+                                                   "heads": 4}, "parametrization": "v"})}
 
     def augment_windows(self, windows: np.ndarray, encoder: Any) -> np.ndarray:
         """Adds each training window's mirror image across the heading axis (heading-aligned frames
