@@ -21,7 +21,7 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
     def sample(
         model: Path = typer.Option(..., help="Model directory (for motion: trained with its rolling/label recipe)."),
         seconds: float = typer.Option(10.0, min=0.1, help="Length of each generated sequence in seconds."),
-        out: Path = typer.Option(..., help="Output file in a format the domain writes (motion: .bvh, .csv, .gif, "
+        out: Path = typer.Option(..., help="Output file in a format the domain writes (motion: .bvh, .csv, .gif, .mp4, "
                                            ".png)."),
         domain: str = typer.Option(None, help="Check that the model was trained for this domain."),
         label: str = typer.Option(None, help="Condition on a label the model knows (motion: walk, run, dance, ...)."),

@@ -94,10 +94,31 @@ class MotionDomain(Domain):
         return {
             "forecast": Recipe("label-conditioned prediction, 1 s of history and 2 s ahead (trajdiff forecast)",
                                {**labelled, "noise": "shared"}),
+            "forecast-mlp": Recipe("label-conditioned prediction with the window MLP (width 512, depth 3) predicting "
+                                   "the clean window, the future as a residual over a body-centred constant "
+                                   "velocity, mirrored copies in training; also streams motion chunk by chunk",
+                                   {**labelled, "noise": "shared", "history_prob": 1.0, "parametrization": "x0",
+                                    "solver": "dpmpp2m", "nfe": 10,
+                                    "network": {"kind": "window_mlp", "dim": None, "length": None, "width": 512,
+                                                "depth": 3},
+                                    "encoder": {"residual": True, "mirror": True}},
+                                   store=seed_motions),
             "stream": Recipe("label-conditioned endless synthesis through the rolling plan (trajdiff sample --label)",
                              {**labelled, "noise": "rolling", "horizon": self.defaults().history},
                              store=seed_motions),
         }
+
+    def augment_windows(self, windows: np.ndarray, encoder: Encoder) -> np.ndarray:
+        """Adds each window's mirror image (left and right swapped) when the encoder was built with ``mirror``."""
+        if not isinstance(encoder, MotionEncoder) or not encoder.mirror:
+            return windows
+        import torch
+
+        from trajdiff.plugins.motion.residual import mirror_features
+
+        features = encoder.from_tokens(torch.from_numpy(np.asarray(windows, dtype=np.float64)))
+        mirrored = encoder.tokens_from_features(mirror_features(encoder._layout(), features))
+        return np.concatenate([windows, mirrored.numpy().astype(windows.dtype)])
 
     # -------------------------------------------------------------------------------- guides, metrics
     def encoder(self) -> MotionEncoder:
@@ -157,9 +178,9 @@ class MotionDomain(Domain):
     # ---------------------------------------------------------------------------------------- output
     def write_forecast(self, path: Path, histories: dict[str, np.ndarray], futures: dict[str, np.ndarray],
                        columns: list[str]) -> Path | None:
-        """.bvh (history + each sample: ``<stem>_<entity>_<sample>.bvh``; ``path`` holds the first), .gif (history
-        then the samples overlaid) or .png (a strip per sample)."""
-        if Path(path).suffix.lower() not in (".bvh", ".gif", ".png"):
+        """.bvh (history + each sample: ``<stem>_<entity>_<sample>.bvh``; ``path`` holds the first), .gif or .mp4
+        (history then the samples overlaid) or .png (a strip per sample)."""
+        if Path(path).suffix.lower() not in (".bvh", ".gif", ".mp4", ".png"):
             return None
         enc = self.encoder()
         assert enc.skeleton is not None
@@ -197,7 +218,7 @@ class MotionDomain(Domain):
         """Endless synthesis from a loaded model (`api.load_model`): ``samples`` motions of ``seconds`` through
         the rolling plan, conditioned on ``label`` with classifier-free guidance ``guidance``, seeded by the first
         second of a clip of ``data`` (a clip of that label when there is one) or the model's stored seed. Writes
-        ``out`` (.bvh, .csv, .gif, .png) and returns positions ``[samples, frames, 3 J]`` in metres. ``substeps``:
+        ``out`` (.bvh, .csv, .gif, .mp4, .png) and returns positions ``[samples, frames, 3 J]`` in metres. ``substeps``:
         solver steps per token that leaves the rolling window (more: smoother, slower)."""
         from trajdiff.plugins.motion.synthesis import synthesize
 

@@ -3,7 +3,10 @@
 Raw windows are ``[T, 3 J]`` global joint positions in metres (the columns `load_motion` writes). Each
 frame becomes `features.encode_positions` features, standardized per feature with training statistics;
 ``patch`` consecutive frames form one token. ``encode`` returns the frame (the root's ground position and
-heading at the last history frame) that ``decode`` needs to put the motion back in the world.
+heading at the last history frame) that ``decode`` needs to put the motion back in the world. With ``residual``,
+the frames after the ``history`` are stored as their difference from a body-centred constant-velocity guess
+(`residual.reference`), standardized with their own statistics; ``mirror`` asks the domain to train on each
+window's mirror image too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from trajdiff.errors import ConfigError, ShapeError
 from trajdiff.plugins.motion.bvh import Skeleton
 from trajdiff.plugins.motion.features import Layout, decode_world, encode_positions
 from trajdiff.plugins.motion.loader import joint_columns, skeleton_of
+from trajdiff.plugins.motion.residual import reference, residual_statistics
 from trajdiff.plugins.spec import Encoder
 
 __all__ = ["MotionEncoder"]
@@ -30,9 +34,19 @@ class MotionEncoder(Encoder):
     """Root motion + root-relative joint positions, standardized, ``patch`` frames per token."""
 
     def __init__(self, patch: int = 1, fps: float = 30.0, skeleton: Skeleton | None = None,
-                 history: int = 0, horizon: int = 0, **_: Any) -> None:
+                 history: int = 0, horizon: int = 0, residual: bool = False, mirror: bool = False,
+                 **_: Any) -> None:
         if int(patch) < 1:
             raise ConfigError(f"patch must be >= 1, got {patch}")
+        for name, value in (("residual", residual), ("mirror", mirror)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"motion encoder option {name} must be true or false, got {value!r}")
+        if residual and int(history) < 2:
+            raise ConfigError(f"the motion encoder's residual needs a history of >= 2 frames, got {history}")
+        self.residual, self.mirror = residual, mirror
+        self.horizon = int(horizon)
+        self.res_mean: np.ndarray | None = None  # statistics of the future's residual (with ``residual``)
+        self.res_std: np.ndarray | None = None
         self.patch = int(patch)
         self.rows_per_token = self.patch
         self.fps = float(fps)
@@ -72,6 +86,9 @@ class MotionEncoder(Encoder):
         stacked = np.concatenate(features)
         self.mean = stacked.mean(axis=0)
         self.std = np.maximum(stacked.std(axis=0), STD_FLOOR)
+        if self.residual:
+            mean, std = residual_statistics(features, self.history, self.horizon)
+            self.res_mean, self.res_std = mean, np.maximum(std, STD_FLOOR)
         self._fit_limits(stacked)
         return self
 
@@ -122,12 +139,19 @@ class MotionEncoder(Encoder):
         return {"patch": self.patch, "fps": self.fps, "history": self.history, "skeleton": self.skeleton.to_state(),
                 "mean": self.mean.tolist(), "std": self.std.tolist(), "unit": self.unit,
                 "foot_floor": list(self.foot_floor), "angle_min": list(self.angle_min),
-                "angle_max": list(self.angle_max)}
+                "angle_max": list(self.angle_max), "horizon": self.horizon, "residual": self.residual,
+                "mirror": self.mirror,
+                **({"res_mean": self.res_mean.tolist(), "res_std": self.res_std.tolist()}
+                   if self.res_mean is not None and self.res_std is not None else {})}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> MotionEncoder:
         enc = cls(patch=state["patch"], fps=state["fps"], skeleton=Skeleton.from_state(state["skeleton"]),
-                  history=state.get("history", 0))
+                  history=state.get("history", 0), horizon=state.get("horizon", 0),
+                  residual=bool(state.get("residual", False)), mirror=bool(state.get("mirror", False)))
+        if enc.residual:
+            enc.res_mean = np.asarray(state["res_mean"], float)
+            enc.res_std = np.asarray(state["res_std"], float)
         enc.mean = np.asarray(state["mean"], float)
         enc.std = np.asarray(state["std"], float)
         enc.unit = float(state.get("unit", 1.0))
@@ -140,29 +164,49 @@ class MotionEncoder(Encoder):
         return enc
 
     # ----------------------------------------------------------------------------------------- helpers
+    def _residual_frames(self, frames: int) -> bool:
+        return self.residual and frames > self.history
+
     def to_tokens(self, features: np.ndarray) -> np.ndarray:
         """Unnormalized features ``[T, F]`` -> normalized tokens ``[T / patch, patch F]``."""
+        tokens = self.tokens_from_features(torch.from_numpy(np.asarray(features, dtype=np.float64)))
+        return tokens.numpy().astype(np.float32)
+
+    def _statistics(self, like: Tensor) -> tuple[Tensor, Tensor]:
         assert self.mean is not None and self.std is not None
-        normalized = (features - self.mean) / self.std
-        return normalized.reshape(len(features) // self.patch, -1).astype(np.float32)
+        return (torch.as_tensor(self.mean, dtype=like.dtype, device=like.device),
+                torch.as_tensor(self.std, dtype=like.dtype, device=like.device))
+
+    def _residual_statistics(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        if self.res_mean is None or self.res_std is None:
+            raise ConfigError("the motion encoder's residual statistics are missing: fit it on episodes")
+        return (torch.as_tensor(self.res_mean, dtype=like.dtype, device=like.device),
+                torch.as_tensor(self.res_std, dtype=like.dtype, device=like.device))
 
     def from_tokens(self, x: Tensor) -> Tensor:
         """Normalized tokens ``[..., T, patch F]`` -> unnormalized features ``[..., T patch, F]`` (differentiable)."""
-        assert self.mean is not None and self.std is not None
         frame_dim = self._layout().frame_dim
         if x.shape[-1] != frame_dim * self.patch:
             raise ShapeError(f"motion tokens must have {frame_dim * self.patch} features, got {x.shape[-1]}")
         flat = x.reshape(*x.shape[:-2], x.shape[-2] * self.patch, frame_dim)
-        mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device)
-        std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device)
-        return flat * std + mean
+        mean, std = self._statistics(x)
+        if not self._residual_frames(flat.shape[-2]):
+            return flat * std + mean
+        history = flat[..., :self.history, :] * std + mean
+        res_mean, res_std = self._residual_statistics(x)
+        future = flat[..., self.history:, :] * res_std + res_mean + reference(history).unsqueeze(-2)
+        return torch.cat([history, future], dim=-2)
 
     def tokens_from_features(self, features: Tensor) -> Tensor:
         """Inverse of `from_tokens` (differentiable)."""
-        assert self.mean is not None and self.std is not None
-        mean = torch.as_tensor(self.mean, dtype=features.dtype, device=features.device)
-        std = torch.as_tensor(self.std, dtype=features.dtype, device=features.device)
-        normalized = (features - mean) / std
+        mean, std = self._statistics(features)
+        if self._residual_frames(features.shape[-2]):
+            history = features[..., :self.history, :]
+            res_mean, res_std = self._residual_statistics(features)
+            future = (features[..., self.history:, :] - reference(history).unsqueeze(-2) - res_mean) / res_std
+            normalized = torch.cat([(history - mean) / std, future], dim=-2)
+        else:
+            normalized = (features - mean) / std
         return normalized.reshape(*features.shape[:-2], features.shape[-2] // self.patch, -1)
 
     def all_joints(self, kept: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Writing motions out: BVH through inverse kinematics (opens in Blender or MotionBuilder), a CSV of joint
-positions, and pictures (see `render`)."""
+positions, and pictures and videos (see `render`)."""
 
 from __future__ import annotations
 
@@ -50,8 +50,9 @@ def write_positions_csv(path: str | Path, skeleton: Skeleton, motions: list[np.n
 def write_motion(path: str | Path, skeleton: Skeleton, motions: list[np.ndarray], fps: float, unit: float = 1.0,
                  labels: list[str] | None = None, history: int = 0) -> Path:
     """Writes motions by extension: .bvh (the first motion at ``path``, the others at ``<stem>_<n>.bvh``),
-    .csv (all motions, a ``sample`` column), .gif (all overlaid) or .png (a strip of frames, one row per motion)."""
-    from trajdiff.plugins.motion.render import render_gif, render_strip
+    .csv (all motions, a ``sample`` column), .gif or .mp4 (all overlaid) or .png (a strip of frames, one row per
+    motion)."""
+    from trajdiff.plugins.motion.render import render_gif, render_strip, render_video
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -64,6 +65,8 @@ def write_motion(path: str | Path, skeleton: Skeleton, motions: list[np.ndarray]
         return write_positions_csv(path, skeleton, motions, fps)
     if suffix == ".gif":
         return render_gif(path, motions, skeleton.parents, fps, labels, history)
+    if suffix == ".mp4":
+        return render_video(path, motions, skeleton.parents, fps, labels, history)
     if suffix == ".png":
         return render_strip(path, motions, skeleton.parents, fps, labels, history=history)
-    raise ConfigError(f"cannot write {path}: the motion domain writes .bvh, .csv, .gif or .png")
+    raise ConfigError(f"cannot write {path}: the motion domain writes .bvh, .csv, .gif, .mp4 or .png")
