@@ -155,19 +155,26 @@ def check_samples(values: np.ndarray, *, cause: str, reference: Sequence[np.ndar
     values more than `SAMPLE_LIMIT` times the range (or magnitude, if larger) of ``reference`` (arrays ``[..., F]``
     of data in the same units, e.g. the histories) from that range; ``spread`` (per column, e.g. the training
     standard deviation) is the least range. Without a reference the values are normalized (unit spread)."""
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float64)
     if values.size == 0:
         return
-    total, bad = values.size, int((~np.isfinite(values)).sum())
-    if bad:
+    total = values.size
+    if not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
         raise SampleError(f"{what} hold {bad} NaN or infinite value(s) of {total}; likely cause: {cause}. "
                           "Nothing was written")
     centre, width = _data_range(values.shape[-1], reference)
     if spread is not None and np.shape(spread) == np.shape(width):
         width = np.fmax(width, np.asarray(spread, dtype=np.float64))
-    distance = np.abs(values - centre) / width
-    far = int((distance > SAMPLE_LIMIT).sum())
-    if far:
+    # Each column's values lie within SAMPLE_LIMIT widths of its centre iff its extremes do: a pass over the values
+    # for the extremes, and the exact count of the far ones only when there are some.
+    flat = values.reshape(-1, values.shape[-1])
+    reach = np.maximum(flat.max(axis=0) - centre, centre - flat.min(axis=0)) / width
+    if bool((reach > SAMPLE_LIMIT).any()):
+        distance = np.abs(values.astype(np.float64) - centre) / width
+        far = int((distance > SAMPLE_LIMIT).sum())
         units = "times the data's range from it" if reference is not None else "training standard deviations out"
         raise SampleError(f"{what} hold {far} value(s) of {total} more than 2**20 {units} (up to "
                           f"{float(distance.max()):.3g}); likely cause: {cause}. Nothing was written")

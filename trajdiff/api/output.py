@@ -24,7 +24,8 @@ def forecast_table(entities: list[str], times: list[np.ndarray], futures: np.nda
             else np.concatenate([np.tile(t.astype(object), count) for t in stamps]))
     values = np.ascontiguousarray(futures.transpose(1, 0, 2, 3)).reshape(n * count * horizon, -1)
     columns = {"sample": np.tile(np.repeat(np.arange(count), horizon), n),
-               "entity": pd.array(np.repeat(np.asarray(entities, dtype=object), count * horizon), dtype="str"),
+               "entity": pd.array(np.asarray(entities, dtype=object), dtype="str").take(
+                   np.repeat(np.arange(n), count * horizon)),
                "time": time, "step": np.tile(np.arange(1, horizon + 1), n * count)}
     return pd.DataFrame({**columns, **{name: values[:, c] for c, name in enumerate(names)}})
 

@@ -290,15 +290,12 @@ def _one_window(loaded: LoadedModel, histories: list[np.ndarray], *, samples: in
                 **options: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One trained window per history: futures ``[S, N, H, F]`` (user units) and the frames."""
     d, encoder = loaded.defaults, loaded.encoder
-    contexts, frames = [], []
-    for rows in histories:
-        if d.history:
-            tokens, frame = encoder.encode_history(rows[-d.history:], d.horizon)
-        else:  # an unconditional model: the window's frame comes from the last known row
-            tokens, frame = encoder.encode(np.repeat(rows[-1:], d.length, axis=0), 0)
-        contexts.append(tokens)
-        frames.append(frame)
-    drawn = sample_futures(loaded, np.stack(contexts).astype(np.float32), samples=samples, seed=seed, frames=frames,
+    if d.history:
+        contexts, frames = encoder.encode_histories([rows[-d.history:] for rows in histories], d.horizon)
+    else:  # an unconditional model: the window's frame comes from the last known row
+        encoded = [encoder.encode(np.repeat(rows[-1:], d.length, axis=0), 0) for rows in histories]
+        contexts, frames = np.stack([tokens for tokens, _ in encoded]), [frame for _, frame in encoded]
+    drawn = sample_futures(loaded, contexts.astype(np.float32), samples=samples, seed=seed, frames=frames,
                            meta=meta, antithetic=antithetic, generator=generator, **options)
-    futures = np.stack([encoder.decode(drawn[:, j], frames[j])[:, d.history:] for j in range(len(histories))], axis=1)
+    futures = encoder.decode_windows(drawn, frames)[:, :, d.history:]
     return futures, frames

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from trajdiff.core.data import Episodes
 from trajdiff.core.window_source import WindowSource
-from trajdiff.errors import ConfigError
+from trajdiff.errors import ConfigError, ShapeError
 
 if TYPE_CHECKING:
     import typer
@@ -183,22 +183,28 @@ class Encoder(ABC):
     def decode(self, x: np.ndarray, frame: dict[str, Any]) -> np.ndarray:
         """Encoded tokens ``[..., T, D]`` -> raw ``[..., T, F]`` in user units."""
 
+    def decode_windows(self, x: np.ndarray, frames: list[dict[str, Any]]) -> np.ndarray:
+        """`decode` of N windows: tokens ``[S, N, T, D]``, window j's frame ``frames[j]`` -> raw ``[S, N, T, F]``.
+        Forecasts decode through it; an encoder overrides it with one pass over all windows (cheaper)."""
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[1] != len(frames):
+            raise ShapeError(f"decode_windows expects tokens [S, N, T, D] for {len(frames)} frames, got {x.shape}")
+        return np.stack([self.decode(x[:, j], frame) for j, frame in enumerate(frames)], axis=1)
+
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """A JSON-serializable state; ``Domain.encoder_from_state`` rebuilds the encoder from it."""
 
     @property
     def forecast_columns(self) -> list[int] | None:
-        """Indices of the raw columns the model forecasts and that outputs show (None = every column);
-        the others are read as inputs only."""
+        """Indices of the raw columns the model forecasts and outputs show (None: all); others are inputs only."""
         return None
 
     def encode_history(self, history: np.ndarray, horizon: int) -> tuple[np.ndarray, dict[str, Any]]:
-        """Observed rows ``[history, F]`` -> the tokens ``[T, D]`` of a window whose ``horizon`` further rows
-        are unknown, and its frame. The one convention for an unknown future, used by forecasts and
-        backtests alike: the window is encoded with its last observed row repeated, then the future
-        tokens are zeroed, so that nothing but the history reaches the frame or the tokens. An encoder
-        whose frame would read the padded rows overrides this."""
+        """Observed rows ``[history, F]`` -> the tokens ``[T, D]`` of a window whose ``horizon`` further rows are
+        unknown, and its frame. The one convention for an unknown future, in forecasts and backtests alike: the
+        window is encoded with its last observed row repeated, then the future tokens are zeroed, so that only the
+        history reaches the frame or the tokens. An encoder whose frame would read the padded rows overrides this."""
         history = np.asarray(history)
         rows = len(history)
         window = np.concatenate([history, np.repeat(history[-1:], horizon, axis=0)]) if horizon else history
@@ -206,6 +212,12 @@ class Encoder(ABC):
         tokens = np.array(tokens, copy=True)
         tokens[rows // self.rows_per_token:] = 0.0
         return tokens, frame
+
+    def encode_histories(self, histories: list[np.ndarray], horizon: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """`encode_history` of N histories -> (tokens ``[N, T, D]``, one frame each). Forecasts encode through it;
+        an encoder overrides it with one pass over all histories (cheaper)."""
+        encoded = [self.encode_history(history, horizon) for history in histories]
+        return np.stack([tokens for tokens, _ in encoded]), [frame for _, frame in encoded]
 
     def encode_mask(self, mask: np.ndarray) -> np.ndarray:
         """A cell mask ``[rows, F]`` (true = observed) in token space ``[tokens, D]``, for imputation and

@@ -172,6 +172,43 @@ class TrackEncoder(Encoder):
             out[..., :h, 2:] = nb.reshape(*nb.shape[:-2], -1)
         return out
 
+    def decode_windows(self, x: np.ndarray, frames: list[dict[str, Any]]) -> np.ndarray:
+        """`decode` of N windows in one pass: tokens ``[S, N, T, D]``, one frame per window -> ``[S, N, T, F]``."""
+        self._check_fitted()
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 4 or x.shape[1] != len(frames) or x.shape[-1] != self.dim:
+            raise ShapeError(f"expected tokens [S, {len(frames)}, T, {self.dim}], got shape {x.shape}")
+        h = self.history
+        angle = np.array([frame["angle"] for frame in frames], dtype=np.float64)
+        c, s = np.cos(angle), np.sin(angle)
+        back = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], -2)  # [N, 2, 2]: _rotation of each frame
+        origin = np.array([frame["origin"] for frame in frames], dtype=np.float64)[:, None, :]  # [N, 1, 2]
+        out = np.full(x.shape, np.nan)
+        hist = x[..., :h, :2] * self.scales["history"]
+        fut = x[..., h:, :2] * self.scales["future"]
+        if self.residual == "cv":
+            velocity = np.array([frame["velocity"] for frame in frames], dtype=np.float64)  # [N, 2]
+            fut = fut + np.arange(1, x.shape[-2] - h + 1)[None, :, None] * velocity[:, None, :]
+        out[..., :h, :2] = np.einsum("sntd,nde->snte", hist, back) + origin
+        out[..., h:, :2] = np.einsum("sntd,nde->snte", fut, back) + origin
+        if self.neighbours:
+            nb = x[..., :h, 2:] * np.tile(self.scales["neighbour"], self.neighbours)
+            nb = nb.reshape(*nb.shape[:-1], self.neighbours, FIELDS)
+            nb[..., 0:2] = np.einsum("sntkd,nde->sntke", nb[..., 0:2], back)
+            nb[..., 2:4] = np.einsum("sntkd,nde->sntke", nb[..., 2:4], back)
+            out[..., :h, 2:] = nb.reshape(*nb.shape[:-2], -1)
+        return out
+
+    def base(self, frame: dict[str, Any]) -> np.ndarray | None:
+        """The constant-velocity forecast the model refines (``residual="cv"``), ``[horizon, F]``: x, y, the
+        neighbour columns NaN; None with ``residual="none"``."""
+        if not frame.get("cv"):
+            return None
+        steps = np.arange(1, self.horizon + 1)[:, None] * np.asarray(frame["velocity"], dtype=np.float64)
+        out = np.full((self.horizon, self.dim), np.nan)
+        out[:, :2] = steps @ _rotation(frame["angle"]) + np.asarray(frame["origin"])
+        return out
+
     def state_dict(self) -> dict[str, Any]:
         return {"kind": KIND, "history": self.history, "horizon": self.horizon, "rotate": self.rotate,
                 "residual": self.residual, "neighbours": self.neighbours, "scales": self.scales}

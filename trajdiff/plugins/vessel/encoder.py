@@ -224,6 +224,41 @@ class VesselEncoder(Encoder):
             tokens = np.concatenate([tokens, extra], axis=1)
         return tokens.astype(np.float32), frame
 
+    def encode_histories(self, histories: list[np.ndarray], horizon: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """`encode_history` of N histories of ``history`` rows in one pass: (tokens ``[N, T / patch, dim]``, frames)
+        equal to each one's; other lengths go one by one."""
+        k = min(self.velocity_steps, self.history - 1)
+        if (horizon != self.horizon or k < 1 or not len(histories)
+                or any(np.shape(rows) != np.shape(histories[0]) for rows in histories)):
+            return super().encode_histories(histories, horizon)
+        rows = np.stack([np.asarray(h, dtype=np.float64) for h in histories])  # [N, history, >= 2]
+        if rows.ndim != 3 or rows.shape[1] != self.history or rows.shape[2] < 2:
+            return super().encode_histories(histories, horizon)
+        mean, std = self._stats()
+        lat0, lon0 = rows[:, -1, 0], rows[:, -1, 1]
+        ends = to_local(rows[:, [-1 - k, -1], 0], rows[:, [-1 - k, -1], 1], lat0[:, None], lon0[:, None])  # type: ignore[arg-type]
+        v = (ends[:, 1] - ends[:, 0]) / k  # [N, 2] metres per step (east, north)
+        moving = np.hypot(v[:, 0], v[:, 1]) > STILL_M_S * (self.interval_s or 60.0)
+        theta = np.where(moving, np.arctan2(v[:, 1], v[:, 0]), 0.0) if self.rotate else np.zeros(len(rows))
+        c, s = np.cos(theta), np.sin(theta)
+        velocity = (np.stack([v[:, 0] * c + v[:, 1] * s, -v[:, 0] * s + v[:, 1] * c], axis=1) if self.residual
+                    else np.zeros((len(rows), 2)))
+        xy = to_local(rows[..., 0], rows[..., 1], lat0[:, None], lon0[:, None])  # type: ignore[arg-type]
+        feats = np.zeros((len(rows), self.length, 2))
+        feats[:, :self.history, 0] = xy[..., 0] * c[:, None] + xy[..., 1] * s[:, None]
+        feats[:, :self.history, 1] = -xy[..., 0] * s[:, None] + xy[..., 1] * c[:, None]
+        tokens = self._tokens((feats - mean) / std)
+        if self.place:
+            c_lat, c_lon, s_lat, s_lon = self.place_stats  # type: ignore[misc]
+            place = np.stack([(lat0 - c_lat) / s_lat, (lon0 - c_lon) / s_lon, c, s], axis=1)
+            tokens = np.concatenate([tokens, np.broadcast_to(place[:, None], (*tokens.shape[:2], PLACE_FEATURES))],
+                                    axis=2)
+        tokens[:, self.history // self.patch:] = 0.0
+        frames = [{"lat0": float(lat0[j]), "lon0": float(lon0[j]), "theta": float(theta[j]),
+                   "velocity": [float(velocity[j, 0]), float(velocity[j, 1])], "encoder": self}
+                  for j in range(len(rows))]
+        return tokens.astype(np.float32), frames
+
     def local_metres(self, x: np.ndarray, frame: dict[str, Any]) -> np.ndarray:
         """Tokens ``[..., T / patch, 2 * patch]`` -> (east, north) metres around the frame's origin, ``[..., T, 2]``."""
         mean, std = self._stats()
@@ -241,6 +276,27 @@ class VesselEncoder(Encoder):
             raise ShapeError(f"VesselEncoder.decode expects [..., {self.length // self.patch}, {self.dim}], got "
                              f"{arr.shape}")
         lat, lon = from_local(self.local_metres(arr, frame), frame["lat0"], frame["lon0"])
+        sog, cog = derive_motion(lat, lon, self.interval_s or 60.0)
+        return np.stack([lat, lon, sog, cog], axis=-1)
+
+    def decode_windows(self, x: np.ndarray, frames: list[dict[str, Any]]) -> np.ndarray:
+        """`decode` of N windows in one pass: tokens ``[S, N, T / patch, dim]``, one frame per window ->
+        ``[S, N, T, 4]``."""
+        arr = np.asarray(x, dtype=np.float64)
+        if arr.ndim != 4 or arr.shape[1] != len(frames) or arr.shape[-1] != self.dim \
+                or arr.shape[-2] * self.patch != self.length:
+            raise ShapeError(f"VesselEncoder.decode_windows expects [S, {len(frames)}, {self.length // self.patch}, "
+                             f"{self.dim}], got {arr.shape}")
+        mean, std = self._stats()
+        feats = self._rows(arr) * std + mean  # [S, N, T, 2]
+        velocity = np.array([frame["velocity"] for frame in frames], dtype=np.float64)  # [N, 2]
+        feats[..., self.history:, :] += np.arange(1, self.horizon + 1)[None, :, None] * velocity[:, None, :]
+        theta = np.array([frame["theta"] for frame in frames], dtype=np.float64)[:, None]  # [N, 1]
+        c, s = np.cos(theta), np.sin(theta)
+        xy = np.stack([feats[..., 0] * c - feats[..., 1] * s, feats[..., 0] * s + feats[..., 1] * c], axis=-1)
+        lat0 = np.array([frame["lat0"] for frame in frames], dtype=np.float64)[:, None]
+        lon0 = np.array([frame["lon0"] for frame in frames], dtype=np.float64)[:, None]
+        lat, lon = from_local(xy, lat0, lon0)  # type: ignore[arg-type]  # origins broadcast over windows
         sog, cog = derive_motion(lat, lon, self.interval_s or 60.0)
         return np.stack([lat, lon, sog, cog], axis=-1)
 

@@ -32,7 +32,7 @@ import pandas as pd
 from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.vessel.cleaning import clean_vessel, file_totals, summarize
-from trajdiff.plugins.vessel.geo import KNOT_M_S, to_local
+from trajdiff.plugins.vessel.geo import EARTH_RADIUS_M, KNOT_M_S
 from trajdiff.plugins.vessel.reading import Rows, read_reports
 
 __all__ = ["COLUMNS", "derive_motion", "load_ais", "parse_duration"]
@@ -197,11 +197,12 @@ def derive_motion(lat: np.ndarray, lon: np.ndarray, step: float) -> tuple[np.nda
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
     if lat.shape[-1] < 2:
         return np.zeros_like(lat), np.zeros_like(lat)
-    ref_lat, ref_lon = lat[..., :-1], lon[..., :-1]
-    d = to_local(lat[..., 1:], lon[..., 1:], 0.0, 0.0) - to_local(ref_lat, ref_lon, 0.0, 0.0)
-    d[..., 0] *= np.cos(np.radians((lat[..., 1:] + ref_lat) / 2))  # east metres at the segment's latitude
-    speed = np.hypot(d[..., 0], d[..., 1]) / step / KNOT_M_S
-    course = np.degrees(np.arctan2(d[..., 0], d[..., 1])) % 360.0
+    north = np.radians(np.diff(lat, axis=-1)) * EARTH_RADIUS_M
+    east = np.radians(np.diff(lon, axis=-1)) * EARTH_RADIUS_M  # metres along the equator ...
+    east *= np.cos(np.radians((lat[..., 1:] + lat[..., :-1]) / 2))  # ... and at the segment's latitude
+    speed = np.hypot(east, north) / (step * KNOT_M_S)
+    course = np.degrees(np.arctan2(east, north))  # (-180, 180]
+    course = np.where(course < 0.0, course + 360.0, course) + 0.0  # [0, 360), no -0.0 (cheaper than % 360)
     speed = np.concatenate([speed[..., :1], speed], axis=-1)
     course = np.concatenate([course[..., :1], course], axis=-1)
     return speed, course
