@@ -498,3 +498,33 @@ def test_plan_command_defaults_are_the_planner_defaults() -> None:
     for name in shared:
         if name != "seed":  # the CLI's --seed is the first reset seed and also seeds the planner
             assert options[name] == getattr(defaults, name), name
+
+
+def test_rendered_plans_start_on_the_drawn_path(umaze_small, maze_model, tmp_path, monkeypatch) -> None:
+    """The picture shows one episode: every plan drawn was made in it and starts where its agent was then."""
+    from trajdiff.plugins.rl import render
+
+    root, _ = umaze_small
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    drawn: dict = {}
+    original = render.render_episode
+
+    def keep(path, record, *args, **kwargs):
+        drawn["record"], drawn["positions"] = record, args[0]
+        return original(path, record, *args, **kwargs)
+
+    monkeypatch.setattr("trajdiff.plugins.rl.rollout.render_episode", keep)
+    config = PlannerConfig(nfe=2, warm_nfe=1, replan_every=8, candidates=1, speed_margin=1e6)
+    result = run_planner(api.load_model(maze_model), "PointMaze_UMaze-v3", episodes=2, seed=5, max_steps=40,
+                         render=tmp_path / "episode.png", config=config)
+    record, positions = drawn["record"], drawn["positions"]
+    assert len(record.rows) == result["steps"][0] + 1  # the start and every step of the first episode
+    assert [step for step, _ in record.plans] == [0, 8, 16, 24, 32]
+    assert result["render_plan_steps"] == [0, 8, 24, 32]  # four of them, first and last included
+    for step, plan in record.plans:
+        np.testing.assert_allclose(plan[0, positions], record.rows[step][positions], atol=1e-6)
+    env = make_env("PointMaze_UMaze-v3", maze_map=EVAL_MAPS["umaze"], continuing_task=True, reset_target=False)
+    first, _ = env.reset(seed=5)
+    env.close()
+    np.testing.assert_allclose(record.rows[0][positions], first["achieved_goal"], atol=1e-9)  # seed 5, not 6
+    assert (tmp_path / "episode.png").stat().st_size > 1000

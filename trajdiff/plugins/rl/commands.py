@@ -43,7 +43,8 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
         controller: str = typer.Option("auto", help="auto, states (track planned positions) or actions "
                                                     "(execute them)."),
         lookahead: int = typer.Option(20, min=0, help="States controller: aim this many steps ahead on the plan."),
-        render: Path = typer.Option(None, help="Draw the first episode: .gif (frames) or .png (path and last plan)."),
+        render: Path = typer.Option(None, help="Draw the first episode: .gif (frames) or .png (start, goal, path "
+                                            "and the plans made at a few replanning points of it)."),
         out: Path = typer.Option(None, help="Results JSON (default: MODEL/plan-ENV.json)."),
         plan: str = typer.Option("full", "--plan", help=cli.plan_help),
         plan_option: list[str] = typer.Option([], help=cli.plan_option_help),

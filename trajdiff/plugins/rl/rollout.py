@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from trajdiff.errors import ConfigError
-from trajdiff.plotting import pyplot, save_figure
 from trajdiff.plugins.rl.envs import make_env, require_rl
 from trajdiff.plugins.rl.planner import Planner, PlannerConfig
+from trajdiff.plugins.rl.render import EpisodeRecord, render_episode
 
 
 def environment_for(env_id: str, source: dict[str, Any], render: bool = False) -> tuple[Any, bool]:
@@ -81,28 +81,33 @@ def run_planner(
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering
     env, is_eval = environment_for(env_id, source, render=gif)
     planner = Planner(loaded, env.observation_space, env.action_space, config)
-    returns, scores, successes, lengths, frames, paths = [], [], [], [], [], []
+    returns, scores, successes, lengths = [], [], [], []
+    record = EpisodeRecord()  # the first episode, drawn when rendering
     started = time.monotonic()
     for e in range(episodes):
         obs, _ = env.reset(seed=seed + e)
         planner.reset()
-        total, success, steps, path = 0.0, False, 0, []
+        total, success, steps = 0.0, False, 0
         while True:
+            planned = len(planner.stats.plans) + len(planner.stats.warm_plans)
+            if e == 0:
+                record.rows.append(planner._row(obs))
             action = planner.act(obs)
+            if e == 0 and len(planner.stats.plans) + len(planner.stats.warm_plans) > planned:
+                record.plans.append((steps, np.array(planner.plan_rows)))
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             success = success or bool(info.get("success", False))
             steps += 1
-            if planner.position_cols:
-                path.append(planner._row(obs)[planner.position_cols])
             if gif and e == 0 and steps % 2 == 0:
-                frames.append(env.render())
+                record.frames.append(env.render())
             if terminated or truncated or (max_steps is not None and steps >= max_steps):
                 break
+        if e == 0:
+            record.rows.append(planner._row(obs))
         returns.append(total)
         lengths.append(steps)
         successes.append(success)
-        paths.append(np.array(path))
         score = normalized_score(total, source) if is_eval else None
         if score is not None:
             scores.append(score)
@@ -135,53 +140,11 @@ def run_planner(
         "seconds": time.monotonic() - started,
     }
     if render is not None:
-        _render(Path(render), frames, paths[0] if paths else None, planner, getattr(env.unwrapped, "maze", None))
         result["render"] = str(render)
+        result["render_plan_steps"] = render_episode(
+            Path(render), record, planner.position_cols, planner.goal_cols, planner.encoder.columns,
+            maze=getattr(env.unwrapped, "maze", None))
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=2))
     return result
-
-
-def _render(path: Path, frames: list[Any], trace: np.ndarray | None, planner: Planner, maze: Any = None) -> None:
-    """A GIF of the first episode's frames, or a PNG of its path (and last plan) in the plane, over the
-    maze's walls when the environment has a maze."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        try:
-            import imageio.v2 as imageio
-        except ImportError:
-            raise ConfigError("writing a GIF needs imageio: pip install 'trajdiff[rl]'") from None
-
-        usable = [f for f in frames if f is not None]
-        if not usable:
-            raise ConfigError("the environment rendered no frames; render to a .png instead (or set MUJOCO_GL=egl)")
-        imageio.mimsave(path, usable, duration=0.05)
-        return
-    if path.suffix.lower() != ".png":
-        raise ConfigError(f"cannot render to {path}: use a .gif or .png file name")
-    plt = pyplot()
-
-    figure, ax = plt.subplots(figsize=(5, 5))
-    if maze is not None:
-        scale = float(maze.maze_size_scaling)
-        for r, row in enumerate(maze.maze_map):
-            for c, cell in enumerate(row):
-                if cell == 1:
-                    x, y = maze.cell_rowcol_to_xy(np.array([r, c]))
-                    ax.add_patch(plt.Rectangle((x - scale / 2, y - scale / 2), scale, scale, color="0.8"))
-        goal = planner.plan_rows[0, planner.goal_cols] if planner.plan_rows is not None and planner.goal_cols else None
-        if goal is not None:
-            ax.plot(goal[0], goal[1], marker="*", color="tab:red", markersize=14, label="goal")
-        ax.set_xlim(-maze.x_map_center, maze.x_map_center)
-        ax.set_ylim(-maze.y_map_center, maze.y_map_center)
-    if trace is not None and len(trace) and trace.shape[1] >= 2:
-        ax.plot(trace[:, 0], trace[:, 1], color="black", lw=1.2, label="agent")
-        if planner.plan_rows is not None:
-            plan = planner.plan_rows[:, planner.position_cols]
-            ax.plot(plan[:, 0], plan[:, 1], color="tab:blue", ls="--", lw=1.0, label="last plan")
-        ax.legend(loc="upper left", fontsize=8)
-        ax.set_aspect("equal")
-    elif frames:
-        ax.imshow(frames[-1])
-    save_figure(figure, path)
