@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from trajdiff.errors import TrajdiffError
+from trajdiff.errors import ConfigError, TrajdiffError
 from trajdiff.plugins.spec import CommandContext
 
 
@@ -46,6 +46,9 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
         render: Path = typer.Option(None, help="Draw the first episode: .gif (frames) or .png (start, goal, path "
                                             "and the plans made at a few replanning points of it)."),
         out: Path = typer.Option(None, help="Results JSON (default: MODEL/plan-ENV.json)."),
+        guide: str = typer.Option("none", help="none, or value: climb the value function fitted with "
+                                               "`trajdiff fit-value` (MODEL/value.safetensors)."),
+        scale: float = typer.Option(0.1, min=0.0, help="Strength of the value guidance (--guide value)."),
         plan: str = typer.Option("full", "--plan", help=cli.plan_help),
         plan_option: list[str] = typer.Option([], help=cli.plan_option_help),
     ) -> None:
@@ -53,8 +56,11 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
         from trajdiff.plugins.rl.envs import require_rl
         from trajdiff.plugins.rl.planner import PlannerConfig
         from trajdiff.plugins.rl.rollout import run_planner
+        from trajdiff.plugins.rl.value import load_value
 
         target = out or model / f"plan-{env}.json"
+        if guide not in ("none", "value"):
+            cli.fail(ConfigError(f"--guide must be 'none' or 'value', got {guide!r}"))
         try:
             require_rl()
             config = PlannerConfig(nfe=nfe, warm_nfe=warm_nfe, warm_level=warm_level, warm_start=not no_warm_start,
@@ -62,10 +68,12 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
                                    lookahead=lookahead, goal_guidance=goal_guidance, speed_margin=speed_margin,
                                    support_check=support_check, support_guidance=support_guidance, seed=seed,
                                    plan=plan, plan_options=cli.parse_options(plan_option, "--plan-option",
-                                                                             "chunk=4 or delay=2"))
+                                                                             "chunk=4 or delay=2"),
+                                   value_guidance=scale if guide == "value" else 0.0)
+            value = load_value(model) if guide == "value" else None
             loaded = cli.load_model(model, domain="rl")
             result = run_planner(loaded, env, episodes=episodes, seed=seed, config=config, render=render,
-                                 out=target, progress=True)
+                                 out=target, progress=True, value=value)
         except TrajdiffError as error:
             cli.fail(error)
         typer.echo(f"{env}: return {result['return_mean']:.1f} +- {result['return_se']:.1f} over {episodes} "
@@ -77,3 +85,28 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
             typer.echo(f"success rate {result['success_rate']:.2f}")
         typer.echo(f"{result['ms_per_decision']:.1f} ms per decision ({result['controller']} controller) -> "
                    f"{target}")
+
+    @app.command("fit-value")
+    def fit_value_command(
+        model: Path = typer.Option(..., help="Model directory trained with `trajdiff train --domain rl`."),
+        data: str = typer.Option(None, help="Minari data set id or folder (default: the model's own data set)."),
+        gamma: float = typer.Option(0.99, min=0.0, max=1.0, help="Discount of the returns the value predicts."),
+        steps: int = typer.Option(3000, min=1, help="Training steps (batches of 256 windows)."),
+        minutes: float = typer.Option(None, min=0.0, help="Stop after this many minutes."),
+    ) -> None:
+        """Fit the value of a planner's plans on a data set's discounted returns (for --guide value)."""
+        from trajdiff.plugins.rl.envs import require_rl
+        from trajdiff.plugins.rl.value import fit_value
+
+        try:
+            require_rl()
+            loaded = cli.load_model(model, domain="rl")
+            source = data or loaded.encoder.source.get("dataset_id")
+            if not source:
+                raise ConfigError(f"{model}'s encoder does not record its data set; pass --data")
+            record = fit_value(model, loaded, source, gamma=gamma, steps=steps, minutes=minutes)
+        except TrajdiffError as error:
+            cli.fail(error)
+        loss = record["validation_loss"]
+        typer.echo(f"value of {record['windows']} windows of {source}: {record['steps']} steps, validation loss "
+                   f"{'n/a' if loss is None else f'{loss:.3f}'} (standardized) -> {model / 'value.safetensors'}")

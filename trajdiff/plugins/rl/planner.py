@@ -46,6 +46,7 @@ import torch
 
 from trajdiff.core.conditional import PLAN_NAMES, Known, sample_conditional
 from trajdiff.core.guidance import BaseGuide, CostGradient, Inpaint
+from trajdiff.core.value import ValueGuide, ValueNet
 from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.rl.encoder import StateActionEncoder
 from trajdiff.plugins.rl.loader import _flatten, _space_columns
@@ -77,6 +78,9 @@ class PlannerConfig:
     """How a plan's tokens are denoised (`trajdiff.core.conditional.build_plan`): full, autoregressive, pyramid or
     rolling; ``nfe`` and ``warm_nfe`` count network evaluations."""
     plan_options: dict[str, Any] = field(default_factory=dict)
+    value_guidance: float = 0.0
+    """Scale of the value gradient added to the plan at every denoising step (needs a value function,
+    `trajdiff.plugins.rl.value`); with a value, candidates without a goal are ranked by it."""
 
     def __post_init__(self) -> None:
         if self.controller not in ("auto", "states", "actions"):
@@ -90,6 +94,8 @@ class PlannerConfig:
             raise ConfigError(f"warm_level must be in (0, 1], got {self.warm_level}")
         if self.goal_guidance < 0:
             raise ConfigError(f"goal_guidance must be >= 0, got {self.goal_guidance}")
+        if self.value_guidance < 0:
+            raise ConfigError(f"value_guidance must be >= 0, got {self.value_guidance}")
         if self.speed_margin <= 0:
             raise ConfigError(f"speed_margin must be > 0, got {self.speed_margin}")
 
@@ -107,8 +113,9 @@ class Planner:
     """Acts in an environment from a trained ``rl`` model (see `trajdiff.api.load_model`)."""
 
     def __init__(self, loaded: Any, observation_space: Any, action_space: Any,
-                 config: PlannerConfig | None = None) -> None:
+                 config: PlannerConfig | None = None, value: ValueNet | None = None) -> None:
         self.loaded = loaded
+        self.value = value
         self.config = config or PlannerConfig()
         self.encoder: StateActionEncoder = loaded.encoder
         if self.encoder.step_limits is None:
@@ -270,6 +277,8 @@ class Planner:
         warm = cfg.warm_start and self.plan_tokens is not None and self.plan_plausible
         goal_tokens = self._goal_tokens(warm) if self.goal_task else []
         present, guides = self._conditioning(row, goal_tokens)
+        if self.value is not None and cfg.value_guidance > 0:
+            guides = [ValueGuide(self.value, cfg.value_guidance), *guides]
         observed = torch.zeros(self.tokens, dtype=torch.bool)
         observed[0] = True  # the present state
         warm_values = None
@@ -285,7 +294,7 @@ class Planner:
             guides=guides, generator=self.generator,
         )[:, 0].numpy()
         rows = self.encoder.decode(drawn, {"rows": self.rows, "first": row})  # [C, T, F]
-        best = self._choose(rows)
+        best = self._choose(rows) if self.goal_task or self.value is None else self._most_valuable(drawn)
         self.plan_tokens, self.plan_rows = drawn[best], rows[best]
         self.arrival = self._arrival(rows[best])
         self.goal_token = goal_tokens[best] if goal_tokens else None
@@ -293,6 +302,12 @@ class Planner:
         self.since_plan = 0
         (self.stats.warm_plans if warm else self.stats.plans).append(time.perf_counter() - started)
         return rows[best]
+
+    def _most_valuable(self, drawn: np.ndarray) -> int:
+        """The candidate whose clean plan the value function rates highest (Diffuser's choice)."""
+        with torch.no_grad():
+            x = torch.from_numpy(drawn).float()
+            return int(torch.argmax(self.value(x, torch.zeros(x.shape[:2]))))  # type: ignore[misc]
 
     def _arrival(self, rows: np.ndarray) -> int | None:
         if not self.goal_task:
