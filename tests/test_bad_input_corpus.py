@@ -162,6 +162,8 @@ def _csv(content: Callable[[], str | bytes], *extra: str) -> Callable[[World, Pa
 S = series_lines()
 CSV = [
     Case("csv", "empty", _csv(lambda: ""), ("data.csv: the file is empty",)),
+    Case("csv", "history-too-short", _csv(lambda: _lines(S[:6], 6)),
+         ("data.csv: no episode has the 16 rows of history the model needs; the longest has 5 rows",)),
     Case("csv", "header-only", _csv(lambda: S[0] + "\n"), ("data.csv: no numeric value columns",)),
     Case("csv", "letters-in-a-value", _csv(lambda: _lines(S, 5, [S[5].rsplit(",", 1)[0] + ",abc"], 1)),
          ("column 'b'", "'abc' at line 6", "Fix or blank those cells")),
@@ -453,7 +455,7 @@ MODEL_FOLDER = [
     Case("model_folder", "defaults-network-a-list", _tampered(_config(["extra", "defaults", "network"], [])),
          ("defaults.network is [] (list), not an object",)),
     Case("model_folder", "encoder-a-list", _tampered(_config(["extra", "encoder"], [1])),
-         ("not a SeriesEncoder state",)),
+         ("config.json: extra.encoder is not a state the 'timeseries' encoder loads", "not a SeriesEncoder state")),
     Case("model_folder", "extra-a-list", _tampered(_config(["extra"], [])),
          ("config.json: extra is [] (list), not an object",)),
     Case("model_folder", "no-domain", _tampered(_config(["extra", "domain"], None)), ("was not trained for a domain",)),
@@ -506,6 +508,8 @@ OPTIONS = [
     Case("options", "max-windows-zero", _command(*EVALUATE, "--max-windows", "0"),
          ("Invalid value for '--max-windows'",)),
     Case("options", "horizon-zero", _command(*FORECAST, "--horizon", "0"), ("Invalid value for '--horizon'",)),
+    Case("options", "horizon-beyond-memory", _command(*FORECAST, "--horizon", "100000000000"),
+         ("needs about", "more than half of this machine's", "forecast fewer rows (--horizon)")),
     Case("options", "unknown-plan", _command(*FORECAST, "--plan", "sideways"),
          ("unknown plan 'sideways'; choose one of full, autoregressive, pyramid, rolling",)),
     Case("options", "plan-option-letters", _command(*FORECAST, "--plan", "autoregressive", "--plan-option", "chunk=x"),

@@ -198,7 +198,8 @@ def forecast_data(loaded: LoadedModel, data: Any, options: ForecastOptions, *, m
     empty = Forecasts(pd.DataFrame(), {}, {}, {}, skipped, names, list(episodes.columns), entities)
     if not kept:
         if required:
-            raise DataError(f"no episode has the {d.history} rows of history the model needs; the longest has "
+            source = f"{data}: " if isinstance(data, (str, Path)) else ""
+            raise DataError(f"{source}no episode has the {d.history} rows of history the model needs; the longest has "
                             f"{max(episodes.lengths)} rows")
         return empty
     observed = [episodes.sequences[i][len(episodes.sequences[i]) - d.history:] if d.history

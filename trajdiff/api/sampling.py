@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -140,6 +141,22 @@ def check_decoded(loaded: LoadedModel, futures: np.ndarray, reference: list[np.n
     check_samples(futures, cause=cause, reference=reference, spread=spread, what=what)
 
 
+def check_forecast_size(samples: int, count: int, horizon: int, columns: int) -> None:
+    """Refuses a forecast whose samples ``[samples, count, horizon, columns]`` (float64, and one copy while they
+    roll) would take more than half of this machine's memory, before any sampling: such a request (e.g. a horizon
+    of 10**8 rows) would otherwise run for hours and then fail for lack of memory."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to compare with
+        return
+    need = 2 * 8 * samples * count * horizon * columns
+    if need > total // 2:
+        raise ConfigError(f"a forecast of {horizon} rows for {count} histories x {samples} samples x {columns} "
+                          f"columns needs about {need / 1e9:.3g} GB for its samples, more than half of this machine's "
+                          f"{total / 1e9:.3g} GB; forecast fewer rows (--horizon), fewer samples or fewer entities at "
+                          "a time")
+
+
 def check_horizon(loaded: LoadedModel, horizon: int | None) -> int:
     """The forecast horizon in rows (default: the trained one); longer ones roll, so they must fill whole tokens."""
     d = loaded.defaults
@@ -206,6 +223,7 @@ def forecast_histories(
         raise ConfigError(f"a model without history rows cannot roll past its trained horizon of {d.horizon} rows")
     if not len(histories):
         raise DataError("there is no history to forecast from (no window or entity with enough rows)")
+    check_forecast_size(samples, len(histories), horizon, int(np.shape(histories[0])[-1]))
     chunk = max(1, 4096 // samples) if chunk is None else check_required(chunk, "chunk")
     if keys is not None and len(keys) != len(histories):
         raise ConfigError(f"got {len(keys)} keys for {len(histories)} histories; pass one per history")
