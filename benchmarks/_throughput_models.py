@@ -10,7 +10,6 @@ so the forecast sees what a forecast over the whole file would.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,21 +19,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vessel import DATA as AIS_DATA  # noqa: E402
-from vessel import split_by_vessel  # noqa: E402
-
-from trajdiff import api  # noqa: E402
-from trajdiff.core import metrics  # noqa: E402
-from trajdiff.core.data import Episodes  # noqa: E402
-from trajdiff.plugins.timeseries import TimeSeriesDomain  # noqa: E402
-from trajdiff.plugins.traffic import TrafficDomain  # noqa: E402
-from trajdiff.plugins.vessel import VesselDomain  # noqa: E402
-from trajdiff.plugins.vessel.geo import haversine_m  # noqa: E402
+from trajdiff import api
+from trajdiff.core import metrics
+from trajdiff.core.data import Episodes
+from trajdiff.plugins.timeseries import TimeSeriesDomain
+from trajdiff.plugins.traffic import TrafficDomain
+from trajdiff.plugins.vessel import VesselDomain
+from trajdiff.plugins.vessel.geo import haversine_m
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ETH_UCY = SHARED / "eth_ucy"
 ETTH1 = SHARED / "ett" / "ETTh1.csv"
+AIS_DATA = SHARED / "ais" / "NYHarbor_2020_12_first_week.traj"
 AIS_VALIDATION = SHARED / "ais" / "NYHarbor_2020_12_08.traj"
 SCENE = "zara1"
 OBS, PRED = 8, 12
@@ -95,8 +91,11 @@ def vessel_split(seed: int = 0) -> tuple[Episodes, Episodes]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         episodes = VesselDomain().load(AIS_DATA)
-    train, test, _ = split_by_vessel(episodes, 0.2, seed)
-    return train, test
+    vessels = sorted({m["mmsi"] for m in episodes.meta})
+    held = set(np.random.default_rng(seed).choice(vessels, size=max(1, round(len(vessels) * 0.2)),
+                                                  replace=False).tolist())
+    return (episodes.select([i for i, m in enumerate(episodes.meta) if m["mmsi"] not in held]),
+            episodes.select([i for i, m in enumerate(episodes.meta) if m["mmsi"] in held]))
 
 
 def vessel_windows(test: Episodes, stride: int = 30, history: int = 30, horizon: int = 30) -> Windows:
