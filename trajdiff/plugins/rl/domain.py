@@ -42,6 +42,7 @@ class RLDomain(Domain):
 
 def dataset_cards() -> list[DatasetCard]:
     from trajdiff.plugins.rl.collect import make_pendulum, make_pointmaze, pointmaze_dataset_id
+    from trajdiff.plugins.rl.locomotion import LOCOMOTION, locomotion_dataset_id, make_locomotion
 
     cards = [
         DatasetCard(
@@ -61,4 +62,16 @@ def dataset_cards() -> list[DatasetCard]:
         columns=["observation", "action"],
         make=lambda out=None, steps=None, **kw: make_pendulum(max(1, (steps or 60_000) // 200), root=out, **kw),
     ))
+    for body, env_id in LOCOMOTION.items():
+        for kind in ("medium", "medium-replay"):
+            source = ("the shipped SAC behaviour policy at about a third of expert return" if kind == "medium" else
+                      "the replay buffer of the SAC run that trained the medium policy")
+            cards.append(DatasetCard(
+                name=f"{body}-{kind}", domain="rl",
+                summary=f"{env_id} {kind} (D4RL recipe): {source}, Minari data set "
+                        f"{locomotion_dataset_id(body, kind)}",
+                columns=["observation", "action"],
+                make=lambda out=None, steps=None, body=body, kind=kind, **kw: make_locomotion(
+                    body, kind, steps or 200_000, root=out, **kw),
+            ))
     return cards

@@ -26,6 +26,8 @@ GENERATED = {
     "trajdiff/pointmaze-medium/noisy-expert-v0": "pointmaze-medium",
     "trajdiff/pointmaze-large/noisy-expert-v0": "pointmaze-large",
     "trajdiff/pendulum/noisy-expert-v0": "gym-pendulum",
+    **{f"trajdiff/{body}/{kind}-v0": f"{body}-{kind}" for body in ("hopper", "halfcheetah", "walker2d")
+       for kind in ("medium", "medium-replay")},
 }
 
 
