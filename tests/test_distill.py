@@ -233,3 +233,6 @@ def test_overwrite_replaces_a_student_and_data_can_seed_the_trajectories(models,
     summary = api.distill(teacher_dir, out, nfe=1, steps=5, data=train, overwrite=True, progress=False)
     assert "windows of" in summary.windows and summary.windows.endswith("train.csv")
     assert api.load_model(out).defaults.nfe == 1
+    episodes = api.load_model(teacher_dir).domain.load(train)  # episodes already loaded serve as well
+    summary = api.distill(teacher_dir, out, nfe=1, steps=5, data=episodes, overwrite=True, progress=False)
+    assert summary.windows.endswith(f"windows of {len(episodes)} episodes in memory")

@@ -20,8 +20,9 @@ import torch
 from trajdiff.api.checks import check_count, check_required, check_seed
 from trajdiff.api.columns import align_columns
 from trajdiff.api.loading import LoadedModel, context_tokens, load_model, window_source
-from trajdiff.api.training import _episode_labels
+from trajdiff.api.training import episode_labels
 from trajdiff.core.checkpoint import save_checkpoint
+from trajdiff.core.data import Episodes
 from trajdiff.core.distillation import METHODS, DistillConfig, Distiller, WindowDraw
 from trajdiff.errors import CheckpointError, ConfigError
 from trajdiff.plugins.manager import Plugins
@@ -67,8 +68,8 @@ def distill(
     evaluations, written to ``out`` as a normal model folder (see the module docstring).
 
     ``steps`` (default 2,500, as the ETTh1 student in BENCHMARKS.md) student updates, stopped early after
-    ``minutes``. Windows come from ``data``
-    (what the domain reads, with ``load_options``) when given, else from the teacher's own samples, so a
+    ``minutes``. Windows come from ``data`` (Episodes, or what the domain reads, with ``load_options``) when
+    given, else from the teacher's own samples, so a
     model folder is all distillation needs. ``method``: ``trajectory`` (default) or ``consistency``
     (`trajdiff.core.distillation`). A folder that holds a model is replaced only with ``overwrite``."""
     nfe = check_required(nfe, "nfe")
@@ -142,8 +143,9 @@ def _draw(loaded: LoadedModel, data: Any, options: dict[str, Any]) -> tuple[Wind
     if data is None:
         return None, "teacher samples"
     d = loaded.defaults
-    episodes = align_columns(loaded.domain.load(data, **options), loaded.encoder, data)
-    _, labels = _episode_labels(episodes, np.arange(len(episodes)), d)
+    episodes = align_columns(data if isinstance(data, Episodes) else loaded.domain.load(data, **options),
+                             loaded.encoder, data)
+    _, labels = episode_labels(episodes, np.arange(len(episodes)), d)
     source, _ = window_source(episodes, loaded.encoder, d.history, d.length, d.stride, labels=labels,
                               classes=len(d.labels) if labels is not None else 0)
 
@@ -151,5 +153,6 @@ def _draw(loaded: LoadedModel, data: Any, options: dict[str, Any]) -> tuple[Wind
         x, cond, _ = source.take(torch.randint(len(source), (count,), generator=generator))
         return x, cond, None
 
-    named = data if isinstance(data, (str, Path)) else f"a {type(data).__name__}"
+    named = (data if isinstance(data, (str, Path)) else f"{len(data)} episodes in memory" if isinstance(data, Episodes)
+             else f"a {type(data).__name__}")
     return draw, f"{len(source)} windows of {named}"

@@ -103,7 +103,7 @@ def train(
     if too_short:
         warnings.warn(f"{len(too_short)} episode(s) shorter than one window ({defaults.length} rows) were not "
                       f"used for training: {too_short[:5]}{' ...' if len(too_short) > 5 else ''}", stacklevel=2)
-    defaults, labels = _episode_labels(episodes, index.episodes, defaults)
+    defaults, labels = episode_labels(episodes, index.episodes, defaults)
     source, _ = window_source(episodes, fitted, defaults.history, defaults.length, defaults.stride,
                               augment=lambda windows: dom.augment_windows(windows, fitted), labels=labels,
                               classes=len(defaults.labels) if labels is not None else 0)
@@ -221,7 +221,7 @@ def _settings(dom: Domain, recipe: Recipe | None, *, network: dict[str, Any] | N
     return replace(defaults, **changes) if changes else defaults
 
 
-def _episode_labels(episodes: Episodes, used: np.ndarray,
+def episode_labels(episodes: Episodes, used: np.ndarray,
                     defaults: ModelDefaults) -> tuple[ModelDefaults, np.ndarray | None]:
     """For a label-conditioned model (``defaults.label``): the settings with the label values resolved, and
     each episode's index among them (0 for the ``used`` ones' complement, which give no window); (defaults,
