@@ -7,9 +7,11 @@ against the windows' true futures: minADE20 / minFDE20 (metres) for pedestrians 
 vessels (New York Harbor AIS, FDE at 30 minutes), CRPS on standardized values for ETTh1 (h = 96).
 
 Models (``--train NAME ...`` trains them into ``--models`` with `api.train`; the default run times those there):
-the teacher of each domain is its current default network at its benchmarked size (`eth_ucy_cpu.json`,
-`vessel.json`, `etth1-throughput-h96.json`), the students the window MLP (`trajdiff.core.networks.window_mlp`) trained
-on the same data; a model folder that `trajdiff distill` wrote can be timed with ``--extra NAME=DOMAIN:FOLDER``.
+the teacher of each domain is the transformer that was its default network, at its benchmarked size
+(`eth_ucy_cpu.json`, `vessel.json`, `etth1-throughput-h96.json`); the students are the window MLP
+(`trajdiff.core.networks.window_mlp`) trained on the same data, and students that `api.distill` makes of the
+larger window MLPs (method ``trajectory``, 2,500 steps, on the teacher's training windows; ``--train`` makes them
+after their teachers). Any other model folder can be timed with ``--extra NAME=DOMAIN:FOLDER``.
 
     .venv/bin/python benchmarks/throughput.py --train all --models /tmp/throughput-models
     .venv/bin/python benchmarks/throughput.py --models /tmp/throughput-models
@@ -65,6 +67,21 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+@dataclass(frozen=True)
+class StudentSpec:
+    """A student `api.distill` makes from a model of `MODELS` (the teacher), on that model's training data."""
+
+    teacher: str
+    nfe: int
+    steps: int = 2500
+
+
+STUDENTS: dict[str, StudentSpec] = {
+    "pedestrians-mlp-d2": StudentSpec("pedestrians-mlp", 2),
+    "vessels-mlp-d2": StudentSpec("vessels-mlp", 2),
+}
+
+
 def training_data(domain: str) -> Any:
     if domain == "traffic":
         return data.pedestrian_training()
@@ -73,14 +90,26 @@ def training_data(domain: str) -> Any:
     return data.etth1_frames()[0]
 
 
-def train(names: list[str], models: Path) -> None:
-    """Trains the named models (``all``: every one) into ``models``, one thread each, and records what each did."""
+def train(names: list[str], models: Path, steps: int | None = None) -> None:
+    """Trains the named models (``all``: every one) into ``models``, one thread each, and records what each did;
+    ``steps`` replaces every model's training steps (the smoke run)."""
     torch.set_num_threads(1)
-    chosen = list(MODELS) if names == ["all"] else names
+    chosen = [*MODELS, *STUDENTS] if names == ["all"] else names
     for name in chosen:
-        spec = MODELS[name]
-        info = data.train_model(spec.domain, training_data(spec.domain), models / name, spec.network,
-                                minutes=spec.minutes, steps=spec.steps, **spec.options)
+        cpu = time.process_time()
+        if name in STUDENTS:  # after its teacher
+            student = STUDENTS[name]
+            summary = api.distill(models / student.teacher, models / name, nfe=student.nfe,
+                                  steps=steps or student.steps, data=training_data(MODELS[student.teacher].domain),
+                                  progress=False, overwrite=True)
+            info = {"model": str(models / name), "teacher": student.teacher, "method": summary.method,
+                    "nfe": student.nfe, "steps": summary.steps, "seconds": round(summary.seconds, 1),
+                    "final_loss": summary.final_loss, "windows": summary.windows}
+        else:
+            spec = MODELS[name]
+            info = data.train_model(spec.domain, training_data(spec.domain), models / name, spec.network,
+                                    minutes=spec.minutes, steps=steps or spec.steps, **spec.options)
+        info["cpu_seconds"] = round(time.process_time() - cpu, 1)
         (models / name / "benchmark_training.json").write_text(json.dumps(info, indent=1) + "\n")
         print(f"{name}: {info['steps']} steps in {info['seconds']} s, final loss {info['final_loss']:.4f}", flush=True)
 
@@ -101,12 +130,16 @@ METHODS: dict[str, list[Method]] = {
                     Method("window MLP w256 d3", "pedestrians-mlp"),
                     Method("window MLP w128 d2 (default)", "pedestrians-mlp-small", compile=True),
                     Method("window MLP w128 d2, 3 NFE", "pedestrians-mlp-small", {"nfe": 3}),
-                    Method("window MLP w128 d2, 2 NFE", "pedestrians-mlp-small", {"nfe": 2})],
+                    Method("window MLP w128 d2, 2 NFE", "pedestrians-mlp-small", {"nfe": 2}),
+                    Method("distilled window MLP w256 d3, 2 NFE", "pedestrians-mlp-d2"),
+                    Method("distilled window MLP w256 d3, 1 NFE", "pedestrians-mlp-d2", {"nfe": 1})],
     "vessels": [Method("transformer w64 d3 (teacher)", "vessels-transformer"),
                 Method("window MLP w256 d3", "vessels-mlp"),
                 Method("window MLP w128 d2", "vessels-mlp-small", compile=True),
                 Method("window MLP w128 d2, 3 NFE", "vessels-mlp-small", {"nfe": 3}),
-                Method("window MLP w128 d2, 2 NFE", "vessels-mlp-small", {"nfe": 2})],
+                Method("window MLP w128 d2, 2 NFE", "vessels-mlp-small", {"nfe": 2}),
+                Method("distilled window MLP w256 d3, 2 NFE", "vessels-mlp-d2"),
+                Method("distilled window MLP w256 d3, 1 NFE", "vessels-mlp-d2", {"nfe": 1})],
     "etth1": [Method("transformer w128 d3 (teacher)", "etth1-transformer", ETTH1),
               Method("window MLP w256 d3", "etth1-mlp", ETTH1, compile=True),
               Method("window MLP w256 d3, 5 NFE", "etth1-mlp", {**ETTH1, "nfe": 5}),
@@ -233,8 +266,8 @@ def interleaved(fns: dict[str, Any], repeats: int, warmup: int = 1) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, required=True, help="folder of the models (one sub-folder each)")
-    parser.add_argument("--train", nargs="+", default=None, choices=[*MODELS, "all"],
-                        help="train these models into --models, then stop")
+    parser.add_argument("--train", nargs="+", default=None, choices=[*MODELS, *STUDENTS, "all"],
+                        help="train (or distil) these models into --models, then stop")
     parser.add_argument("--domains", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to time")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (after one warm-up round)")
@@ -249,7 +282,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None,
                         help="results file (default benchmarks/results/throughput.json)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: models trained for 20 steps into --models, a few windows, one round, 1 thread")
     args = parser.parse_args()
+    if args.quick:
+        args.max_groups, args.max_windows, args.etth1_windows, args.repeats, args.threads = 3, 10, 5, 1, [1]
+        args.out = args.out or args.models / "throughput-quick.json"
+        train(["all"], args.models, steps=20)
     if args.train:
         started = time.monotonic()
         train(args.train, args.models)
@@ -272,7 +311,7 @@ def main() -> None:
             print(compiled[-1], flush=True)
     command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
     trained = {name: json.loads((args.models / name / "benchmark_training.json").read_text())
-               for name in MODELS if (args.models / name / "benchmark_training.json").exists()}
+               for name in [*MODELS, *STUDENTS] if (args.models / name / "benchmark_training.json").exists()}
     path = write_results("throughput", command, rows, args.out or results_path("throughput", False),
                          validation=validation, compile=compiled, training=trained)
     print(markdown_table(rows, ["domain", "method", "params", "nfe", "threads", "trajectories_per_s",
