@@ -33,7 +33,7 @@ from trajdiff.api.sampling import (
     keep_representatives,
 )
 from trajdiff.core.calibration import FILE as CALIBRATION_FILE
-from trajdiff.core.calibration import coverage, fit_calibration
+from trajdiff.core.calibration import Calibration, coverage, fit_calibration
 from trajdiff.core.data import Episodes
 from trajdiff.errors import CalibrationError, DataError
 from trajdiff.memory import return_freed_memory
@@ -198,16 +198,13 @@ def calibrate(
         raise DataError(f"calibration needs at least 10 held-out windows; {data} gives {len(run.truth)} of "
                         f"{loaded.defaults.length} rows (lower --stride, or give a longer validation period)")
     check_decoded(loaded, run.futures, [run.histories, run.truth], False, model_dir, what="the held-out forecasts")
+    fitted = fit_backtest(loaded, run, level=level, spread=spread,
+                          data=str(data) if not isinstance(data, pd.DataFrame) else "DataFrame")
+    fitted.save(model_dir)
     keep = loaded.encoder.forecast_columns
     futures, truth = (run.futures[..., keep], run.truth[..., keep]) if keep else (run.futures, run.truth)
     bases = encoder_bases(loaded.encoder, run.frames)
     bases = bases[..., keep] if keep and bases is not None else bases
-    std = truth.reshape(-1, truth.shape[-1]).std(axis=0)  # fitted per column in the period's own spread, so
-    std = np.where(std > 0, std, 1.0)  # that units do not weigh in; both numbers are unit-free
-    scaled_base = None if bases is None else bases / std
-    fitted = fit_calibration(futures / std, truth / std, scaled_base, level=level, spread=spread,
-                             data=str(data) if not isinstance(data, pd.DataFrame) else "DataFrame")
-    fitted.save(model_dir)
     after = fitted.apply(futures, bases)  # in the data's units, as forecast and evaluate apply it
 
     def mse(x: np.ndarray) -> float:  # as the timeseries domain's mse_median scores it in `evaluate`
@@ -217,6 +214,20 @@ def calibrate(
             "mse_before": mse(futures), "mse_after": mse(after),
             "coverage_before": coverage(futures, truth, level), "coverage_after": coverage(after, truth, level),
             "seconds": time.monotonic() - started}
+
+
+def fit_backtest(loaded: LoadedModel, run: Backtest, *, level: float = 0.9, spread: bool = True,
+                 data: str = "") -> Calibration:
+    """The `Calibration` of `calibrate`, fitted on a backtest's raw samples (the columns the encoder forecasts,
+    against its base forecast where it declares one, e.g. constant velocity), without storing it."""
+    keep = loaded.encoder.forecast_columns
+    futures, truth = (run.futures[..., keep], run.truth[..., keep]) if keep else (run.futures, run.truth)
+    bases = encoder_bases(loaded.encoder, run.frames)
+    bases = bases[..., keep] if keep and bases is not None else bases
+    std = truth.reshape(-1, truth.shape[-1]).std(axis=0)  # fitted per column in the period's own spread, so
+    std = np.where(std > 0, std, 1.0)  # that units do not weigh in; both numbers are unit-free
+    scaled_base = None if bases is None else bases / std
+    return fit_calibration(futures / std, truth / std, scaled_base, level=level, spread=spread, data=data)
 
 
 def _load_replacing_invalid_calibration(model_dir: str | Path, plugins: Plugins | None) -> LoadedModel:

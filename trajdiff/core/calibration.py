@@ -9,6 +9,9 @@ Two numbers, both chosen on windows the model was not trained on (a validation p
 - ``spread_factor`` f: the samples are then widened (f > 1) or narrowed around their median so that
   the central ``level`` interval covers that share of the held-out values (bisection).
 
+A base may leave columns NaN (a vessel's speed and course, derived from its positions; a pedestrian's
+neighbours): those columns are neither shifted nor scaled, and the fit reads only the others.
+
 Why: a learned residual can help on the training period and hurt on a later one (ETTh1), and a
 sampler's spread can be too narrow; both are cheap to measure on held-out windows and to undo, and
 the samples stay the model's draws up to one shift and one scale per window.
@@ -41,16 +44,21 @@ class Calibration:
     data: str = ""
 
     def apply(self, samples: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
-        """Samples ``[S, N, H, F]`` (and the base ``[N, H, F]``, needed when w < 1) -> calibrated samples."""
+        """Samples ``[S, N, H, F]`` (and the base ``[N, H, F]``, needed when w < 1) -> calibrated samples. Where
+        the base is NaN the samples are returned as drawn."""
         samples = np.asarray(samples, dtype=np.float64)
         median = np.median(samples, axis=0)
+        if base is not None and np.shape(base) != median.shape:
+            raise ShapeError(f"the base forecast must have the samples' shape {median.shape} without the sample axis, "
+                             f"got {np.shape(base)}")
         if self.median_weight != 1.0:
-            if base is None or np.shape(base) != median.shape:
+            if base is None:
                 raise ShapeError(f"calibration with median weight {self.median_weight} needs the base forecast of "
-                                 f"shape {median.shape}, got {None if base is None else np.shape(base)}")
-            shift = (1.0 - self.median_weight) * (median - base)
+                                 f"shape {median.shape}, got None")
+            shift = np.nan_to_num((1.0 - self.median_weight) * (median - base))
             samples, median = samples - shift, median - shift
-        return median + self.spread_factor * (samples - median)
+        out = median + self.spread_factor * (samples - median)
+        return out if base is None else np.where(np.isfinite(base), out, samples)
 
     def save(self, model_dir: str | Path) -> Path:
         """Writes calibration.json (atomically) and, in a model directory, records its sha256 in config.json
@@ -132,7 +140,8 @@ def fit_calibration(samples: np.ndarray, truth: np.ndarray, base: np.ndarray | N
     held-out windows (without it the factor stays 1: the model's own spread is kept, e.g. when the
     held-out period is known to be more volatile than the one forecast).
 
-    ``samples`` ``[S, N, H, F]``, ``truth`` and ``base`` ``[N, H, F]``."""
+    ``samples`` ``[S, N, H, F]``, ``truth`` and ``base`` ``[N, H, F]`` (NaN in the base: that element is left as
+    drawn and not fitted on)."""
     if not 0.0 < level < 1.0:
         raise ConfigError(f"the interval level must be between 0 and 1 (e.g. 0.9), got {level}")
     samples, truth = np.asarray(samples, dtype=np.float64), np.asarray(truth, dtype=np.float64)
@@ -143,15 +152,22 @@ def fit_calibration(samples: np.ndarray, truth: np.ndarray, base: np.ndarray | N
     median = np.median(samples, axis=0)
     weight = 1.0
     if base is not None:
+        base = np.asarray(base, dtype=np.float64)
+        if base.shape != truth.shape:
+            raise ShapeError(f"base {base.shape} and truth {truth.shape} do not match")
+        if not np.isfinite(base).any():
+            raise ConfigError("the base forecast is NaN everywhere: there is nothing to calibrate against it")
         errors = [np.nanmean((base + w * (median - base) - truth) ** 2) for w in WEIGHTS]
         weight = float(WEIGHTS[int(np.argmin(errors))])
     if not spread:
         return Calibration(weight, 1.0, level, int(truth.shape[0]), data)
     shifted = Calibration(median_weight=weight).apply(samples, base)
+    used = np.ones(truth.shape, dtype=bool) if base is None else np.isfinite(base)  # the columns calibrated
+    shifted, held_out = shifted[:, used], truth[used]
     low, high = 0.1, 10.0
     for _ in range(40):
         mid = (low * high) ** 0.5
-        if coverage(Calibration(spread_factor=mid).apply(shifted), truth, level) < level:
+        if coverage(Calibration(spread_factor=mid).apply(shifted), held_out, level) < level:
             low = mid
         else:
             high = mid

@@ -128,7 +128,7 @@ class VesselDomain(Domain):
         return {"constant_velocity": cv_baseline, "constant_turn_rate": ctr_baseline}
 
     def point_metrics(self) -> list[str]:
-        """The errors of the samples' mean position."""
+        """The errors of the samples' geometric median (see `metrics`)."""
         return ["ade_m", "fde_m"]
 
     def make_guides(self, encoder: VesselEncoder, **options: Any) -> VesselGuides:

@@ -300,6 +300,18 @@ class VesselEncoder(Encoder):
         sog, cog = derive_motion(lat, lon, self.interval_s or 60.0)
         return np.stack([lat, lon, sog, cog], axis=-1)
 
+    def base(self, frame: dict[str, Any]) -> np.ndarray | None:
+        """The constant-velocity forecast the model refines, ``[horizon, 4]``: lat, lon of the frame's velocity
+        carried on from its origin, speed and course NaN (they follow from the positions; calibration leaves them
+        as drawn). None with ``residual=False``, where the model refines nothing."""
+        if not self.residual:
+            return None
+        steps = np.arange(1, self.horizon + 1)[:, None] * np.asarray(frame["velocity"], dtype=np.float64)
+        c, s = np.cos(frame["theta"]), np.sin(frame["theta"])
+        east_north = np.stack([steps[:, 0] * c - steps[:, 1] * s, steps[:, 0] * s + steps[:, 1] * c], axis=-1)
+        lat, lon = from_local(east_north, frame["lat0"], frame["lon0"])
+        return np.stack([lat, lon, np.full_like(lat, np.nan), np.full_like(lat, np.nan)], axis=-1)
+
     # ----------------------------------------------------------------------------- torch view
 
     def _ramp(self, like: Tensor) -> Tensor:
