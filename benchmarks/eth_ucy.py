@@ -7,8 +7,10 @@ every agent present in all 20 frames of a test file, in windows with at least tw
 (Social-GAN's ``min_ped``); best of 20 samples per agent, errors in metres.
 
 trajdiff: the ``traffic`` domain's loader (4 nearest neighbours as extra columns) and encoder
-(agent frame, heading along +x, future as residual over constant velocity), its transformer
-(the ``transformer`` recipe) trained per scene with the core Trainer, sampled (``--solvers``: DPM-Solver++(2M) by
+(agent frame, heading along +x, future as residual over constant velocity), its default network (the
+window MLP; ``--network transformer`` for the transformer recipe) trained per scene with the core Trainer
+(``--minutes`` of wall time at most, so at most as many CPU minutes on one thread; the CPU minutes are
+recorded), sampled (``--solvers``: DPM-Solver++(2M) by
 default, ancestral DDPM, DDIM; one network evaluation per step, so NFE = steps), all agents of
 a window sampled together (joint sample s = sample s of every agent). Beside it, in the same run:
 constant velocity (last observed displacement repeated, deterministic) and, with ``--collision``,
@@ -17,8 +19,12 @@ With ``--cluster-from M`` it also draws M samples per agent and keeps ``--sample
 per k-means cluster of their final positions (`api.keep_representatives`, what `trajdiff evaluate
 --draws` does); they are chosen per agent, so they are not joint samples. ``--models`` with
 ``--train-only`` trains and saves the models, ``--reuse`` evaluates saved ones. Published averages
-are from the papers (Social-GAN 20VP20, Trajectron++, MID, LED).
+are from the papers (Social-GAN 20VP20, Trajectron++, MID, LED). ``--full`` runs the whole protocol
+(every window, NFE 10) into ``results/eth_ucy_full.json`` with LED's per-scene figures and the window
+count checked against Social-GAN's counting (`_eth_ucy_full`); ``--split val`` evaluates on the training
+scenes' validation files instead of the left-out scene (for choosing settings without the test scene).
 
+    .venv/bin/python benchmarks/eth_ucy.py --full --steps 4000 --cluster-from 100   # results/eth_ucy_full.json
     .venv/bin/python benchmarks/eth_ucy.py --minutes 3           # writes results/eth_ucy.json
     .venv/bin/python benchmarks/eth_ucy.py --quick               # a smoke run (one scene, a few windows)
     python3 benchmarks/eth_ucy.py --device cuda --minutes 1     # on a GPU
@@ -40,6 +46,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, markdown_table, results_path, write_results  # noqa: E402
+from _eth_ucy_full import led_rows, window_check  # noqa: E402
+from _eth_ucy_init import refined_futures, set_futures, train_set, training_windows  # noqa: E402
+from _eth_ucy_scale import file_factors, length_columns, rescale, spread  # noqa: E402
 
 from trajdiff import __version__, api  # noqa: E402
 from trajdiff.core.model import DiffusionModel  # noqa: E402
@@ -71,13 +80,16 @@ class TestWindows:
     last: np.ndarray  # [N, 2] last observed position
     velocity: np.ndarray  # [N, 2] last observed displacement per step
     groups: np.ndarray  # [N] window id (file, start frame); windows sorted by group
+    factor: np.ndarray  # [N] the lengths the model saw = this times the file's (``--speed-ref``; else 1)
 
 
-def test_windows(folder: Path, loaded: api.LoadedModel, min_agents: int = 2, max_groups: int = 0) -> TestWindows:
-    """Social-GAN windows of every test file in ``folder``, encoded with the model's encoder."""
+def test_windows(folder: Path, loaded: api.LoadedModel, min_agents: int = 2, max_groups: int = 0,
+                 speed_ref: float = 0.0) -> TestWindows:
+    """Social-GAN windows of every test file in ``folder``, encoded with the model's encoder (with ``speed_ref``,
+    each file rescaled by ``speed_ref`` over the mean step of its windows' observed histories)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        episodes = loaded.domain.load(folder)
+        episodes = loaded.domain.load(folder, neighbours=loaded.encoder.neighbours)
     length = OBS + PRED
     by_group: dict[tuple[str, float], list[tuple[int, int]]] = {}
     for i, seq in enumerate(episodes.sequences):
@@ -87,11 +99,20 @@ def test_windows(folder: Path, loaded: api.LoadedModel, min_agents: int = 2, max
     keys = [k for k in sorted(by_group) if len(by_group[k]) >= min_agents]
     if max_groups and len(keys) > max_groups:
         keys = [keys[j] for j in np.linspace(0, len(keys) - 1, max_groups).round().astype(int)]
-    contexts, frames, truth, history, last, velocity, groups = [], [], [], [], [], [], []
+    factors: dict[str, float] = {}
+    if speed_ref > 0:
+        pieces: dict[str, list[np.ndarray]] = {}
+        for key in keys:
+            pieces.setdefault(key[0], []).extend(episodes.sequences[i][s:s + OBS] for i, s in by_group[key])
+        factors = file_factors(episodes, speed_ref, pieces)
+    mask = length_columns(list(episodes.columns)).astype(float)
+    contexts, frames, truth, history, last, velocity, groups, factor = [], [], [], [], [], [], [], []
     for g, key in enumerate(keys):
         for i, s in by_group[key]:
             window = episodes.sequences[i][s:s + length]
-            tokens, frame = loaded.encoder.encode(window, OBS)
+            f = factors.get(key[0], 1.0)
+            tokens, frame = loaded.encoder.encode(window * (1.0 + (f - 1.0) * mask), OBS)
+            factor.append(f)
             tokens[OBS:] = 0.0
             contexts.append(tokens)
             frames.append(frame)
@@ -101,7 +122,23 @@ def test_windows(folder: Path, loaded: api.LoadedModel, min_agents: int = 2, max
             velocity.append(window[OBS - 1, :2] - window[OBS - 2, :2])
             groups.append(g)
     return TestWindows(np.stack(contexts).astype(np.float32), frames, np.stack(truth), np.stack(history),
-                       np.stack(last), np.stack(velocity), np.asarray(groups))
+                       np.stack(last), np.stack(velocity), np.asarray(groups), np.asarray(factor))
+
+
+def network_of(args: argparse.Namespace, dim: int) -> tuple[dict[str, Any], str]:
+    """The network and parametrization of ``--network``: the traffic domain's default (the window MLP) or one of
+    its recipes, with ``--width`` / ``--depth`` / ``--parametrization`` overriding when given."""
+    domain = TrafficDomain()
+    if args.network == "default":
+        network, parametrization = dict(domain.defaults().network), domain.defaults().parametrization
+    else:
+        recipe = domain.recipes()[args.network].defaults
+        network, parametrization = dict(recipe["network"]), recipe.get("parametrization", "v")
+    network["dim"] = dim
+    if "length" in network:
+        network["length"] = OBS + PRED
+    network.update({k: v for k, v in (("width", args.width), ("depth", args.depth)) if v is not None})
+    return network, args.parametrization or parametrization
 
 
 def train_scene(scene: str, args: argparse.Namespace, device: torch.device) -> tuple[api.LoadedModel, dict]:
@@ -119,21 +156,27 @@ def train_scene(scene: str, args: argparse.Namespace, device: torch.device) -> t
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         episodes = domain.load(DATA / scene / "train", neighbours=args.neighbours)
+    factors = file_factors(episodes, args.speed_ref) if args.speed_ref > 0 else {}
+    if factors:
+        episodes = rescale(episodes, factors)
     encoder = api.make_encoder(domain, defaults).fit(episodes)
     x, _, _ = api.encode_windows(episodes, encoder, OBS, OBS + PRED, 1)
     if args.mirror:  # the heading-aligned frame mirrored across its x axis (what `trajdiff train` does too)
         x = domain.augment_windows(x, encoder)
-    transformer = domain.recipes()["transformer"].defaults["network"]  # the network these figures were taken with
-    network = {**transformer, "dim": encoder.dim, "width": args.width, "depth": args.depth}
-    model = DiffusionModel(network, schedule=defaults.schedule, parametrization=args.parametrization,
+    network, parametrization = network_of(args, encoder.dim)
+    model = DiffusionModel(network, schedule=defaults.schedule, parametrization=parametrization,
                            extra={"domain": "traffic", "encoder": encoder.state_dict(), "defaults": asdict(defaults),
                                   "trajdiff_version": __version__})
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, history=OBS,
                          history_prob=args.history_prob, noise=args.noise, max_minutes=args.minutes, seed=args.seed,
                          progress=False, warmup_steps=min(200, args.steps // 10), device=str(device))
+    cpu = time.process_time()
     result = Trainer(model, TrainData(torch.from_numpy(x)), config).fit()
+    cpu = time.process_time() - cpu
     model.eval()
     info = {"windows": int(x.shape[0]), "steps": result.step, "train_seconds": round(result.seconds, 1),
+            "train_cpu_minutes": round(cpu / 60.0, 2), "network": network, "parametrization": parametrization,
+            "speed_factors": factors,
             "final_loss": float(np.mean(result.losses[-100:])), "parameters": sum(p.numel() for p in
                                                                                   model.network.parameters())}
     if saved is not None:
@@ -146,8 +189,9 @@ def draw(loaded: api.LoadedModel, windows: TestWindows, *, samples: int, nfe: in
          collision: float = 0.0, solver: str | None = None) -> np.ndarray:
     """Joint samples of every window's future in metres: ``[N, S, 12, 2]``."""
     costs = {"collision": collision} if collision > 0 else None
-    return sample_joint(loaded, windows.contexts, windows.frames, windows.groups, samples=samples, nfe=nfe,
+    pred = sample_joint(loaded, windows.contexts, windows.frames, windows.groups, samples=samples, nfe=nfe,
                         solver=solver, costs=costs, seed=seed, device=device)
+    return pred / windows.factor[:, None, None, None]
 
 
 def clustered(pred: np.ndarray, keep: int, seed: int) -> np.ndarray:
@@ -188,12 +232,15 @@ def plot_window(path: Path, windows: TestWindows, pred: np.ndarray) -> Path:
 
 def run_scene(scene: str, args: argparse.Namespace, device: torch.device) -> tuple[list[dict], dict]:
     loaded, info = train_scene(scene, args, device)
-    windows = test_windows(DATA / scene / "test", loaded, max_groups=args.max_groups)
+    windows = test_windows(DATA / scene / args.split, loaded, max_groups=args.max_groups, speed_ref=args.speed_ref)
     n = len(windows.groups)
+    cpu = info.get("train_cpu_minutes")
+    started = time.perf_counter()
     steps = np.arange(1, PRED + 1)[None, :, None]
     cv = (windows.last[:, None] + steps * windows.velocity[:, None])[:, None]  # [N, 1, 12, 2]
-    rows = [{"scene": scene, "method": "constant velocity", "nfe": 0, "windows": n,
-             **dict(zip(("ade", "fde"), errors(cv, windows.truth), strict=True)),
+    rows = [{"scene": scene, "method": "constant velocity", "samples": 1, "nfe": 0, "windows": n,
+             **dict(zip(("ade", "fde"), errors(cv, windows.truth), strict=True)), "train_cpu_minutes": 0.0,
+             "sample_seconds": round(time.perf_counter() - started, 2),
              "collisions_%": collision_share(cv, windows.groups)}]
     truth_share = collision_share(windows.truth[:, None], windows.groups)
     for solver in args.solvers:
@@ -206,10 +253,16 @@ def run_scene(scene: str, args: argparse.Namespace, device: torch.device) -> tup
             ade, fde = errors(pred, windows.truth)
             if args.plot and nfe == args.nfe[0] and solver == args.solvers[0]:
                 plot_window(args.plot.with_name(f"{args.plot.stem}_{scene}{args.plot.suffix}"), windows, pred)
-            rows.append({"scene": scene, "method": f"trajdiff {solver}", "nfe": nfe, "windows": n, "ade": ade,
-                         "fde": fde, "collisions_%": collision_share(pred, windows.groups),
+            rows.append({"scene": scene, "method": f"trajdiff {solver}", "samples": args.samples, "nfe": nfe,
+                         "windows": n, "ade": ade, "fde": fde, "train_cpu_minutes": cpu,
+                         "collisions_%": collision_share(pred, windows.groups),
                          "sample_seconds": round(seconds, 2),
                          "trajectories_per_s": round(n * args.samples / seconds, 1)})
+            for a in args.spread if (nfe == args.nfe[0] and solver == args.solvers[0]) else []:
+                ade, fde = errors(spread(pred, a), windows.truth)
+                rows.append({"scene": scene, "method": f"trajdiff {solver}, spread x{a:g}", "samples": args.samples,
+                             "nfe": nfe, "windows": n, "ade": ade, "fde": fde, "train_cpu_minutes": cpu,
+                             "sample_seconds": round(seconds, 2)})
     for draws in args.cluster_from:  # more samples, 20 kept: one per cluster of final positions
         nfe, solver = args.nfe[0], args.solvers[0]
         started = time.perf_counter()
@@ -218,8 +271,11 @@ def run_scene(scene: str, args: argparse.Namespace, device: torch.device) -> tup
         seconds = time.perf_counter() - started
         ade, fde = errors(pred, windows.truth)
         rows.append({"scene": scene, "method": f"trajdiff {solver}, {args.samples} of {draws} by final position",
-                     "nfe": nfe, "windows": n, "ade": ade, "fde": fde, "sample_seconds": round(seconds, 2),
+                     "samples": args.samples, "nfe": nfe, "windows": n, "ade": ade, "fde": fde,
+                     "train_cpu_minutes": cpu, "sample_seconds": round(seconds, 2),
                      "trajectories_per_s": round(n * args.samples / seconds, 1)})
+    if args.initializer:
+        rows += set_rows(scene, loaded, windows, info, args)
     if args.collision > 0:
         nfe, solver = args.nfe[0], args.solvers[0]
         pred = draw(loaded, windows, samples=args.samples, nfe=nfe, device=device, seed=args.seed,
@@ -231,13 +287,45 @@ def run_scene(scene: str, args: argparse.Namespace, device: torch.device) -> tup
     return rows, info
 
 
+def set_rows(scene: str, loaded: api.LoadedModel, windows: TestWindows, info: dict,
+             args: argparse.Namespace) -> list[dict]:
+    """The learned set of ``--samples`` futures (`_eth_ucy_init`), trained on the scene's training windows, alone
+    and refined by the diffusion model from each ``--refine-start`` level."""
+    x = training_windows(loaded, DATA / scene / "train", args.mirror, args.speed_ref)
+    net, trained = train_set(x, OBS, k=args.samples, steps=args.initializer, seed=args.seed)
+    info.update(trained)
+    started = time.perf_counter()
+    pred = set_futures(net, windows.contexts, windows.frames, OBS) / windows.factor[:, None, None, None]
+    seconds = time.perf_counter() - started
+    ade, fde = errors(pred, windows.truth)
+    name = f"learned set of {args.samples} (best-of-{args.samples} loss)"
+    cpu = trained["set_cpu_minutes"]
+    rows = [{"scene": scene, "method": name, "samples": args.samples, "nfe": 0, "windows": len(windows.groups),
+             "ade": ade, "fde": fde, "train_cpu_minutes": cpu, "sample_seconds": round(seconds, 2)}]
+    for start in args.refine_start:
+        started = time.perf_counter()
+        pred = refined_futures(loaded, net, windows.contexts, windows.frames, start=start, nfe=args.refine_nfe,
+                               seed=args.seed) / windows.factor[:, None, None, None]
+        seconds = time.perf_counter() - started
+        ade, fde = errors(pred, windows.truth)
+        rows.append({"scene": scene, "method": f"{name}, denoised from level {start:g}", "samples": args.samples,
+                     "nfe": args.refine_nfe, "windows": len(windows.groups), "ade": ade, "fde": fde,
+                     "train_cpu_minutes": round(cpu + (info.get("train_cpu_minutes") or 0.0), 2),
+                     "sample_seconds": round(seconds, 2)})
+    return rows
+
+
 def averages(rows: list[dict], scenes: list[str]) -> list[dict]:
     out = []
     for method, nfe in dict.fromkeys((r["method"], r["nfe"]) for r in rows):
         mine = [r for r in rows if r["method"] == method and r["nfe"] == nfe]
         if {r["scene"] for r in mine} == set(scenes):
-            row = {"scene": "average", "method": method, "nfe": nfe, "ade": float(np.mean([r["ade"] for r in mine])),
+            row = {"scene": "average", "method": method, "samples": mine[0].get("samples"), "nfe": nfe,
+                   "windows": sum(r["windows"] for r in mine), "ade": float(np.mean([r["ade"] for r in mine])),
                    "fde": float(np.mean([r["fde"] for r in mine]))}
+            for key in ("train_cpu_minutes", "sample_seconds"):  # totals over the scenes
+                if all(r.get(key) is not None for r in mine):
+                    row[key] = round(sum(r[key] for r in mine), 2)
             if all("collisions_%" in r for r in mine):  # not for clustered samples: those are not joint samples
                 row["collisions_%"] = float(np.mean([r["collisions_%"] for r in mine]))
             out.append(row)
@@ -251,10 +339,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20000, help="most training steps per scene")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--network", default="default", choices=["default", *TrafficDomain().recipes()],
+                        help="the traffic domain's default network (the window MLP) or one of its recipes")
+    parser.add_argument("--width", type=int, default=None, help="override the network's width")
+    parser.add_argument("--depth", type=int, default=None, help="override the network's depth")
     parser.add_argument("--neighbours", type=int, default=4)
-    parser.add_argument("--parametrization", default="v", choices=["v", "x0", "eps"])
+    parser.add_argument("--parametrization", default=None, choices=["v", "x0", "eps"],
+                        help="default: the network's (x0 for the window MLP, v for the transformer)")
     traffic = TrafficDomain().defaults()  # the same recipe as `trajdiff train --domain traffic`
     parser.add_argument("--noise", default=traffic.noise, choices=["independent", "shared"],
                         help="per-token training noise levels or one level per window")
@@ -263,7 +354,17 @@ def main() -> None:
     parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
                         help="add mirrored copies of the training windows (the traffic domain's augmentation)")
     parser.add_argument("--samples", type=int, default=20)
-    parser.add_argument("--nfe", type=int, nargs="+", default=[10, 20, 100], help="sampler steps; first is the main")
+    parser.add_argument("--initializer", type=int, default=0,
+                        help="also train a learned set of --samples futures this many steps (_eth_ucy_init); 0: off")
+    parser.add_argument("--refine-start", type=float, nargs="*", default=[],
+                        help="also denoise the learned set with the diffusion model from these levels (0-1)")
+    parser.add_argument("--refine-nfe", type=int, default=4, help="network evaluations of that denoising")
+    parser.add_argument("--speed-ref", type=float, default=0.0,
+                        help="rescale each file to this mean step (m per 0.4 s) for the model; 0: off (_eth_ucy_scale)")
+    parser.add_argument("--spread", type=float, nargs="*", default=[],
+                        help="also score the samples moved this many times as far from their mean (_eth_ucy_scale)")
+    parser.add_argument("--nfe", type=int, nargs="+", default=None,
+                        help="sampler steps; first is the main (default 10 20 100, with --full 10)")
     parser.add_argument("--solvers", nargs="+", default=[TrafficDomain().defaults().solver],
                         help="samplers to compare (ddpm, ddim, dpmpp2m); first is the main")
     parser.add_argument("--collision", type=float, default=0.0, help="also sample with the collision cost, this scale")
@@ -271,6 +372,11 @@ def main() -> None:
                         help="also draw this many samples and keep --samples of them, one per k-means cluster of "
                              "final positions (SocialVAE's final position clustering)")
     parser.add_argument("--max-groups", type=int, default=0, help="at most this many 20-frame windows per scene")
+    parser.add_argument("--split", default="test", choices=["test", "val"],
+                        help="evaluate on the left-out scene (test) or on the training scenes' validation files")
+    parser.add_argument("--full", action="store_true",
+                        help="the whole protocol: every window, NFE 10 only, LED's per-scene figures and the window "
+                             "count checked against Social-GAN's (default out: results/eth_ucy_full.json)")
     parser.add_argument("--plot", type=Path, default=None, help="draw each scene's fullest window")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
@@ -282,18 +388,25 @@ def main() -> None:
                         help="train and save the models in --models, no evaluation (then evaluate with --reuse)")
     parser.add_argument("--quick", action="store_true", help="smoke run: eth only, 0.3 minutes, 40 windows")
     args = parser.parse_args()
+    args.nfe = args.nfe or ([10] if args.full else [10, 20, 100])
+    if args.full and (args.max_groups or args.split != "test"):
+        raise SystemExit("--full evaluates every test window: leave out --max-groups and --split")
     if args.quick:
         args.scenes, args.minutes, args.max_groups, args.nfe = ["eth"], min(args.minutes, 0.3), 40, [10]
-        args.width, args.depth = min(args.width, 64), min(args.depth, 2)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     rows: list[dict] = []
     infos: list[dict] = []
     command = "python benchmarks/eth_ucy.py " + " ".join(sys.argv[1:])
-    target = args.out or results_path("eth_ucy", args.quick)
+    target = args.out or results_path("eth_ucy_full" if args.full else "eth_ucy", args.quick)
+    started, cpu_started = time.perf_counter(), time.process_time()
 
     def save(table: list[dict], done: list[str]) -> Path:  # after every scene, so a stopped run keeps its results
-        return write_results("eth_ucy", command.strip(), table, target, training=infos, scenes_done=done,
+        extra = {"total_wall_minutes": round((time.perf_counter() - started) / 60, 2),
+                 "total_cpu_minutes": round((time.process_time() - cpu_started) / 60, 2)}
+        if args.full:
+            extra["window_check"] = window_check(done, DATA, {i["scene"]: i["test_windows"] for i in infos})
+        return write_results("eth_ucy", command.strip(), table, target, training=infos, scenes_done=done, **extra,
                              settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                              device=torch.cuda.get_device_name(device) if device.type == "cuda" else machine())
 
@@ -313,13 +426,16 @@ def main() -> None:
               flush=True)
         save(rows, args.scenes[:n + 1])
     rows += averages(rows, args.scenes)
+    if args.full:
+        rows += led_rows(args.scenes)
     rows += [{"scene": "average", "method": name, "ade": ade, "fde": fde, "published": True}
-             for name, (ade, fde) in PUBLISHED.items()]
+             for name, (ade, fde) in PUBLISHED.items() if not (args.full and name.startswith("LED"))]
     path = save(rows, args.scenes)
-    print(markdown_table(rows, ["scene", "method", "nfe", "ade", "fde", "collisions_%", "trajectories_per_s"],
-                         ["scene", "method", "NFE", "minADE20", "minFDE20", "collisions %", "traj/s"]))
-    print(markdown_table(infos, ["scene", "windows", "steps", "train_seconds", "final_loss", "test_windows",
-                                 "truth_collisions_%"]))
+    print(markdown_table(rows, ["scene", "method", "nfe", "windows", "ade", "fde", "train_cpu_minutes",
+                                "sample_seconds"],
+                         ["scene", "method", "NFE", "windows", "minADE20", "minFDE20", "train CPU min", "sample s"]))
+    print(markdown_table(infos, ["scene", "windows", "steps", "train_seconds", "train_cpu_minutes", "final_loss",
+                                 "test_windows", "truth_collisions_%"]))
     print(f"-> {path}")
 
 
