@@ -1,0 +1,199 @@
+"""Reward planning on MuJoCo locomotion beside the offline-RL methods a user would pick (d3rlpy), in one run.
+
+Data: `trajdiff datasets make hopper-medium` (the D4RL recipe, `trajdiff.plugins.rl.locomotion`), made here
+if missing. trajdiff: a planner trained on it (every step a token, 32-step plans, the present inpainted,
+planned actions executed, replanning every step warm-started at 3 NFE) and a value of its plans fitted on
+the data's discounted returns (`trajdiff fit-value`); candidates and value-guidance scale chosen on reset
+seeds 100+ (never the reported ones). Peers: d3rlpy's BC, IQL and TD3+BC with its documented D4RL
+hyperparameters (`_peers_d3rlpy.py`), trained in their own environment (d3rlpy 2.8.1 pins
+gymnasium==1.0.0, which trajdiff's rl extra cannot share) through a subprocess of --peer-python:
+
+    python3 -m venv /tmp/d3env && /tmp/d3env/bin/pip install torch==2.13.0 && /tmp/d3env/bin/pip install d3rlpy
+
+Every policy (trajdiff's and the peers' exported TorchScript policies) is evaluated here, in trajdiff's
+gymnasium, on reset seeds 0..episodes-1; scores are normalized with the data set's reference returns
+(expert: D4RL's; random: measured by Minari on the v5 environment). Each method gets at most
+--cpu-minutes of training CPU time.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/locomotion.py --body hopper --peer-python /tmp/d3env/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import markdown_table, results_path, write_results  # noqa: E402
+
+from trajdiff import api  # noqa: E402
+from trajdiff.plugins.rl.envs import make_env  # noqa: E402
+from trajdiff.plugins.rl.loader import open_dataset  # noqa: E402
+from trajdiff.plugins.rl.locomotion import LOCOMOTION, locomotion_dataset_id, make_locomotion  # noqa: E402
+from trajdiff.plugins.rl.planner import PlannerConfig  # noqa: E402
+from trajdiff.plugins.rl.rollout import normalized_score, run_planner  # noqa: E402
+from trajdiff.plugins.rl.value import fit_value, load_value  # noqa: E402
+
+VALIDATION_SEED = 100
+GUIDED = [(1, 0.0), (8, 0.0), (8, 0.3)]
+"""(candidates, value-guidance scale) tried on the validation seeds."""
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+    return float(statistics.fmean(values)), float(se)
+
+
+def dataset_arrays(dataset_id: str, path: Path) -> dict[str, Any]:
+    """The data set as flat arrays (observations, actions, rewards, terminals, timeouts) for the peers."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("observations", "actions", "rewards", "terminals",
+                                                          "timeouts")}
+    dataset = open_dataset(dataset_id)
+    for episode in dataset.iterate_episodes():
+        n = len(episode.actions)
+        parts["observations"].append(episode.observations[:-1])
+        parts["actions"].append(episode.actions)
+        parts["rewards"].append(np.asarray(episode.rewards))
+        parts["terminals"].append(np.asarray(episode.terminations, dtype=np.float32))
+        timeouts = np.asarray(episode.truncations, dtype=np.float32)
+        timeouts[-1] = 1.0 - float(episode.terminations[-1])  # every episode ends by one or the other
+        parts["timeouts"].append(timeouts)
+        assert len(timeouts) == n
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    np.savez(path, **arrays)
+    metadata = dataset.storage.metadata
+    return {"ref_min_score": metadata["ref_min_score"], "ref_max_score": metadata["ref_max_score"],
+            "steps": int(len(arrays["actions"])), "episodes": len(parts["actions"])}
+
+
+def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int, source: dict[str, Any]
+             ) -> dict[str, float]:
+    """Normalized scores and ms per decision of ``act`` on reset seeds 0..episodes-1."""
+    env = make_env(env_id)
+    scores, times = [], []
+    for e in range(episodes):
+        obs, _ = env.reset(seed=e)
+        total, done = 0.0, False
+        while not done:
+            started = time.perf_counter()
+            action = act(obs)
+            times.append(time.perf_counter() - started)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        scores.append(normalized_score(total, source))
+    env.close()
+    mean, se = _mean_se(scores)
+    return {"score_mean": mean, "score_se": se, "ms_per_decision": 1000 * float(np.mean(times))}
+
+
+def run_peer(method: str, data: Path, args: argparse.Namespace, env_id: str, source: dict[str, Any]) -> dict:
+    out = Path(args.work) / f"peer-{method}"
+    command = [args.peer_python, str(Path(__file__).with_name("_peers_d3rlpy.py")), str(data), method, str(out),
+               "--cpu-minutes", str(args.cpu_minutes)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{method} failed: {done.stderr[-2000:]}")
+    record = json.loads((out / "train.json").read_text())
+    policy = torch.jit.load(str(out / "policy.pt"))
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return policy(torch.from_numpy(np.asarray(obs, dtype=np.float32)[None]))[0].numpy()
+
+    result = evaluate(act, env_id, args.episodes, source)
+    return {"method": f"d3rlpy {method.upper() if method != 'td3plusbc' else 'TD3+BC'}", **result,
+            "train_cpu_minutes": record["cpu_minutes"], "train_steps": record["steps"]}
+
+
+def run_trajdiff(dataset_id: str, args: argparse.Namespace, env_id: str) -> dict:
+    model = Path(args.work) / "trajdiff-model"
+    cpu0 = time.process_time()
+    trained = api.train("rl", dataset_id, model, minutes=args.minutes, steps=1_000_000, history=1,
+                        horizon=args.horizon, encoder={"skip": 1}, progress=False)
+    record = fit_value(model, api.load_model(model), dataset_id, gamma=0.99, steps=args.value_steps)
+    cpu = (time.process_time() - cpu0) / 60
+    value, loaded = load_value(model), api.load_model(model)
+    validation = {}
+    for candidates, scale in GUIDED:
+        config = PlannerConfig(replan_every=1, candidates=candidates, nfe=8, warm_nfe=3, value_guidance=scale)
+        result = run_planner(loaded, env_id, episodes=args.validation_episodes, seed=VALIDATION_SEED, config=config,
+                             value=value if candidates > 1 or scale > 0 else None)
+        validation[f"{candidates}x{scale}"] = result["score_mean"]
+        print(f"validation: {candidates} candidates, scale {scale}: {result['score_mean']:.1f}", flush=True)
+    candidates, scale = max(GUIDED, key=lambda cs: validation[f"{cs[0]}x{cs[1]}"])
+    config = PlannerConfig(replan_every=1, candidates=candidates, nfe=8, warm_nfe=3, value_guidance=scale)
+    result = run_planner(loaded, env_id, episodes=args.episodes, seed=0, config=config,
+                         value=value if candidates > 1 or scale > 0 else None)
+    return {"method": "trajdiff (value-guided planner)", "score_mean": result["score_mean"],
+            "score_se": result["score_se"], "ms_per_decision": result["ms_per_decision"],
+            "train_cpu_minutes": round(cpu, 2), "train_steps": trained.steps, "value_windows": record["windows"],
+            "candidates": candidates, "value_guidance": scale, "validation_scores": validation}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--body", default="hopper", choices=sorted(LOCOMOTION))
+    parser.add_argument("--kind", default="medium", choices=["medium", "medium-replay"])
+    parser.add_argument("--steps", type=int, default=200_000, help="data set steps (medium)")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--validation-episodes", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=20.0, help="trajdiff's wall-clock training budget")
+    parser.add_argument("--cpu-minutes", type=float, default=30.0, help="each peer's training CPU budget")
+    parser.add_argument("--horizon", type=int, default=31)
+    parser.add_argument("--value-steps", type=int, default=3000)
+    parser.add_argument("--peers", default="bc,iql,td3plusbc")
+    parser.add_argument("--peer-python", default="/tmp/d3env/bin/python")
+    parser.add_argument("--root", default="/tmp/trajdiff-locomotion-minari")
+    parser.add_argument("--work", default="/tmp/trajdiff-locomotion")
+    parser.add_argument("--policy", default=None, help="behaviour actor for medium (default: the shipped one)")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.episodes, args.validation_episodes, args.minutes = 3000, 1, 1, 0.2
+        args.cpu_minutes, args.value_steps, args.horizon = 0.05, 30, 7
+    torch.set_num_threads(1)
+    os.environ["MINARI_DATASETS_PATH"] = args.root
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    env_id, dataset_id = LOCOMOTION[args.body], locomotion_dataset_id(args.body, args.kind)
+    try:
+        open_dataset(dataset_id)
+    except Exception:  # noqa: BLE001 - missing: make it (the shipped policy, or the replay buffer)
+        make_locomotion(args.body, args.kind, args.steps, policy=args.policy, root=args.root, progress=False,
+                        episodes_for_scores=10 if args.quick else 100)
+    data = Path(args.work) / f"{args.body}-{args.kind}.npz"
+    source = dataset_arrays(dataset_id, data)
+    print(f"{dataset_id}: {source['steps']} steps, {source['episodes']} episodes; references "
+          f"{source['ref_min_score']:.1f} / {source['ref_max_score']:.1f}", flush=True)
+    rows = [run_trajdiff(dataset_id, args, env_id)]
+    print(rows[-1], flush=True)
+    for method in [m for m in args.peers.split(",") if m]:
+        rows.append(run_peer(method, data, args, env_id, source))
+        print(rows[-1], flush=True)
+    for row in rows:
+        row.update({"env": env_id, "dataset": dataset_id, "episodes": args.episodes,
+                    "reference": {"min": source["ref_min_score"], "max": source["ref_max_score"]}})
+        row["score"] = f"{row['score_mean']:.1f} ± {row['score_se']:.1f}"
+    table = markdown_table(rows, ["method", "score", "ms_per_decision", "train_cpu_minutes"],
+                           ["method", "normalized score", "ms/decision", "training CPU-min"])
+    print(table)
+    command = "benchmarks/locomotion.py " + " ".join(sys.argv[1:])
+    path = write_results("locomotion", command, rows, results_path("locomotion", args.quick), table=table,
+                         data={"steps": source["steps"], "episodes": source["episodes"]})
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
