@@ -93,3 +93,32 @@ def test_value_guidance_raises_the_value_of_plans_and_keeps_the_present(pendulum
     assert result["steps"] == [20] and result["ms_per_plan_warm"] is not None
     with pytest.raises(ConfigError, match="no value function"):
         load_value(tmp_path)
+
+
+def test_command_line_fits_a_value_and_plans_with_it(pendulum, monkeypatch, tmp_path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from trajdiff.cli import app
+
+    root, shared = pendulum
+    model = tmp_path / "model"
+    shutil.copytree(shared, model)  # the module's value stays as fitted
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    runner = CliRunner()
+    fitted = runner.invoke(app, ["fit-value", "--model", str(model), "--steps", "20"])
+    assert fitted.exit_code == 0, fitted.output
+    assert f"windows of {PENDULUM_ID}: 20 steps" in fitted.output
+    planned = runner.invoke(app, ["plan", "--model", str(model), "--env", "Pendulum-v1", "--episodes", "1",
+                                  "--nfe", "2", "--warm-nfe", "1", "--candidates", "2", "--guide", "value",
+                                  "--scale", "0.5", "--out", str(tmp_path / "plan.json")])
+    assert planned.exit_code == 0, planned.output
+    import json
+
+    assert json.loads((tmp_path / "plan.json").read_text())["planner"]["value_guidance"] == 0.5
+    wrong = runner.invoke(app, ["plan", "--model", str(model), "--env", "Pendulum-v1", "--guide", "reward"])
+    assert wrong.exit_code == 2 and "--guide must be 'none' or 'value'" in wrong.output
+    (model / "value.json").unlink()
+    no_value = runner.invoke(app, ["plan", "--model", str(model), "--env", "Pendulum-v1", "--guide", "value"])
+    assert no_value.exit_code == 2 and "no value function" in no_value.output
