@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,10 @@ def test_partitions_streamed_one_at_a_time_write_the_in_memory_rows(log, tmp_pat
     one = api.forecast(log["model"], log["parts"] / "part-1.parquet", **options).table
     expected = memory.table[memory.table["entity"].isin(GROUPS[1])]
     pd.testing.assert_frame_equal(one.reset_index(drop=True), expected.reset_index(drop=True))
+    loaded = api.load_model(log["model"])  # loaded once, forecast many times: the same rows, in memory or streamed
+    pd.testing.assert_frame_equal(api.forecast(loaded, log["csv"], **options).table, memory.table)
+    api.forecast(loaded, log["parts"], out=tmp_path / "again.csv", **options)
+    pd.testing.assert_frame_equal(_sorted(tmp_path / "again.csv"), _sorted(tmp_path / "memory.csv"))
 
 
 def test_one_large_file_is_split_by_a_column_a_chunk_at_a_time(log, tmp_path, monkeypatch) -> None:
@@ -123,6 +128,9 @@ def test_one_large_file_is_split_by_a_column_a_chunk_at_a_time(log, tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["split.parquet"]
     with pytest.raises(ConfigError, match="no column 'vessel' to partition by"):
         api.forecast(log["model"], log["csv"], out=tmp_path / "x.csv", partition_by="vessel")
+    in_memory = replace(api.load_model(log["model"]), folder=None)
+    with pytest.raises(ConfigError, match="pass the model directory, not a model built in memory"):
+        api.forecast(in_memory, log["csv"], out=tmp_path / "x.csv", partition_by="series")
 
 
 def test_an_entity_split_between_partitions_is_an_error_and_writes_nothing(log, tmp_path) -> None:

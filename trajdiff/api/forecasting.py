@@ -84,7 +84,7 @@ class Forecasts:
 
 
 def forecast(
-    model_dir: str | Path,
+    model_dir: str | Path | LoadedModel,
     data: Any,
     *,
     samples: int | None = None,
@@ -108,7 +108,8 @@ def forecast(
     workers: int | None = None,
 ) -> ForecastResult:
     """Forecasts the next ``horizon`` steps after the end of every episode (entity) in ``data`` (what the domain
-    reads, or `Episodes` already loaded).
+    reads, or `Episodes` already loaded) with the model in ``model_dir`` (or one `load_model` returned, to load it
+    once for many calls).
 
     Returns one table row per sample, entity and future step (time stamps continued from the data,
     values in the user's units); writes it to ``out`` (.csv or .parquet) and a plot to ``plot``.
@@ -144,11 +145,15 @@ def forecast(
         if out is None or plot is not None:
             raise ConfigError("a partitioned or distributed forecast streams its rows to a table: give out "
                               "(.csv or .parquet) and no plot (plot one partition's forecast on its own)")
-        return forecast_partitions(model_dir, data, options, out=Path(out), ray=ray, partition_by=partition_by,
+        folder = model_dir.folder if isinstance(model_dir, LoadedModel) else model_dir
+        if folder is None:
+            raise ConfigError("a partitioned or distributed forecast loads the model where it runs: pass the model "
+                              "directory, not a model built in memory")
+        return forecast_partitions(folder, data, options, out=Path(out), ray=ray, partition_by=partition_by,
                                    workers=workers, plugins=plugins, started=started)
-    loaded = load_model(model_dir, plugins=plugins)
+    loaded = model_dir if isinstance(model_dir, LoadedModel) else load_model(model_dir, plugins=plugins)
     options = settle(loaded, options)
-    result = forecast_data(loaded, data, options, model_dir=model_dir)
+    result = forecast_data(loaded, data, options, model_dir=loaded.folder or "the model")
     if result.skipped:
         warn_skipped(result.skipped, loaded.defaults.history)
     if out is not None:

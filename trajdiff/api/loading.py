@@ -100,6 +100,7 @@ class LoadedModel:
     defaults: ModelDefaults
     calibration: Calibration | None = None  # written by `calibrate`, applied by forecast and evaluate
     plugins: Plugins = field(default_factory=get_plugins)  # the registry the domain came from (costs)
+    folder: Path | None = None  # the model directory it was loaded from (None: built in memory)
 
 
 def provenance(registry: Plugins, domain: Domain) -> dict[str, str]:
@@ -139,7 +140,8 @@ def load_model(model_dir: str | Path, *, domain: str | None = None, plugins: Plu
         raise CheckpointError(f"{Path(model_dir) / 'config.json'}: extra.encoder is not a state the {dom.name!r} "
                               f"encoder loads ({detail}); re-copy the model directory") from None
     defaults = validate_defaults(model.extra.get("defaults"), Path(model_dir) / "config.json")
-    return LoadedModel(model, dom.with_encoder(encoder), encoder, defaults, Calibration.load(model_dir), registry)
+    return LoadedModel(model, dom.with_encoder(encoder), encoder, defaults, Calibration.load(model_dir), registry,
+                       Path(model_dir))
 
 
 def _recorded_domain(model_dir: str | Path, extra: dict[str, Any], qualifier: str, registry: Plugins) -> str:
