@@ -1,10 +1,11 @@
 """Forecast throughput: trajectories per second of `api.forecast` beside the forecasts' quality, per model.
 
 What is timed: `api.forecast` from loaded data (episodes in memory, one per held-out window, cut to its history) to
-decoded samples and their table (no file written), in batches of at least 1,000 trajectories, at 1 and 2 torch
-threads, median of ``--repeats`` calls timed in interleaved rounds. Quality comes from the same call's samples
-against the windows' true futures: minADE20 / minFDE20 (metres) for pedestrians (ETH/UCY, zara1 left out) and
-vessels (New York Harbor AIS, FDE at 30 minutes), CRPS on standardized values for ETTh1 (h = 96).
+decoded samples and their table (no file written), with the model loaded once before (`api.load_model`), in
+batches of at least 1,000 trajectories, at 1 and 2 torch threads, median of ``--repeats`` calls timed in
+interleaved rounds. Quality comes from the same call's samples against the windows' true futures: minADE20 /
+minFDE20 (metres) for pedestrians (ETH/UCY, zara1 left out) and vessels (New York Harbor AIS, FDE at 30 minutes),
+CRPS on standardized values for ETTh1 (h = 96).
 
 Models (``--train NAME ...`` trains them into ``--models`` with `api.train`; the default run times those there):
 the teacher of each domain is the transformer that was its default network, at its benchmarked size
@@ -183,13 +184,14 @@ def time_methods(domain: str, methods: list[Method], args: argparse.Namespace) -
     windows, standardize = domain_windows(domain, args)
     trajectories = SAMPLES * len(windows.episodes)
     folders = {m.label: (m.model if Path(m.model).is_absolute() else args.models / m.model) for m in methods}
+    models = {label: api.load_model(folder) for label, folder in folders.items()}  # loaded once, as a service would
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
         results: dict[str, Any] = {}
 
         def call(method: Method, results: dict[str, Any] = results) -> None:
-            results[method.label] = api.forecast(folders[method.label], windows.episodes, samples=SAMPLES,
+            results[method.label] = api.forecast(models[method.label], windows.episodes, samples=SAMPLES,
                                                  seed=args.seed, **method.options)
 
         load_before = os.getloadavg()[0]
@@ -200,7 +202,7 @@ def time_methods(domain: str, methods: list[Method], args: argparse.Namespace) -
         for method in methods:
             walls = [wall for wall, _ in timings[method.label]]
             cpus = [cpu for _, cpu in timings[method.label]]
-            loaded = api.load_model(folders[method.label])
+            loaded = models[method.label]
             rate = trajectories / median(walls)
             rows.append({
                 "method": method.label, "domain": domain,
