@@ -47,9 +47,10 @@ def test_vessel_windows_in_one_pass_equal_one_at_a_time(options: dict) -> None:
         np.testing.assert_allclose(frames[j]["velocity"], frame["velocity"], atol=1e-9)
     assert frames[0]["theta"] == 0.0  # the moored vessel
     drawn = np.random.default_rng(0).normal(size=(3, len(frames), *tokens.shape[1:])).astype(np.float32)
-    together = encoder.decode_windows(drawn, frames)
     alone = np.stack([encoder.decode(drawn[:, j], frames[j]) for j in range(len(frames))], axis=1)
-    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-9)
+    for start in (0, 1, 9, 10, 15):  # the future only (from row 10), or from any row
+        np.testing.assert_allclose(encoder.decode_windows(drawn, frames, start=start), alone[:, :, start:], rtol=0,
+                                   atol=1e-9)
     with pytest.raises(ShapeError, match="decode_windows expects"):
         encoder.decode_windows(drawn[:, :2], frames)
 
@@ -87,5 +88,10 @@ def test_traffic_windows_decode_in_one_pass(tmp_path: Path) -> None:
     alone = np.stack([encoder.decode(drawn[:, j], frames[j]) for j in range(len(frames))], axis=1)
     np.testing.assert_allclose(together, alone, rtol=0, atol=1e-9)
     assert np.isnan(together[:, :, 8:, 2:]).all()
+    for start in (3, 8, 12):
+        np.testing.assert_allclose(encoder.decode_windows(drawn, frames, start=start), alone[:, :, start:], rtol=0,
+                                   atol=1e-9)
+    default = super(TrackEncoder, encoder).decode_windows(drawn, frames, start=8)  # the contract's own version
+    np.testing.assert_allclose(default, alone[:, :, 8:], rtol=0, atol=1e-9)
     with pytest.raises(ShapeError, match="expected tokens"):
         encoder.decode_windows(drawn[..., :3], frames)

@@ -161,17 +161,17 @@ def check_samples(values: np.ndarray, *, cause: str, reference: Sequence[np.ndar
     if values.size == 0:
         return
     total = values.size
-    if not np.isfinite(values).all():
+    # One pass for each column's extremes (NaN and infinities reach them), the exact counts only on failure.
+    flat = values.reshape(-1, values.shape[-1])
+    high, low = flat.max(axis=0), flat.min(axis=0)
+    if not (np.isfinite(high).all() and np.isfinite(low).all()):
         bad = int((~np.isfinite(values)).sum())
         raise SampleError(f"{what} hold {bad} NaN or infinite value(s) of {total}; likely cause: {cause}. "
                           "Nothing was written")
     centre, width = _data_range(values.shape[-1], reference)
     if spread is not None and np.shape(spread) == np.shape(width):
         width = np.fmax(width, np.asarray(spread, dtype=np.float64))
-    # Each column's values lie within SAMPLE_LIMIT widths of its centre iff its extremes do: a pass over the values
-    # for the extremes, and the exact count of the far ones only when there are some.
-    flat = values.reshape(-1, values.shape[-1])
-    reach = np.maximum(flat.max(axis=0) - centre, centre - flat.min(axis=0)) / width
+    reach = np.maximum(high - centre, centre - low) / width  # within SAMPLE_LIMIT widths iff the extremes are
     if bool((reach > SAMPLE_LIMIT).any()):
         distance = np.abs(values.astype(np.float64) - centre) / width
         far = int((distance > SAMPLE_LIMIT).sum())

@@ -315,5 +315,5 @@ def _one_window(loaded: LoadedModel, histories: list[np.ndarray], *, samples: in
         contexts, frames = np.stack([tokens for tokens, _ in encoded]), [frame for _, frame in encoded]
     drawn = sample_futures(loaded, contexts.astype(np.float32), samples=samples, seed=seed, frames=frames,
                            meta=meta, antithetic=antithetic, generator=generator, **options)
-    futures = encoder.decode_windows(drawn, frames)[:, :, d.history:]
+    futures = encoder.decode_windows(drawn, frames, start=d.history)
     return futures, frames

@@ -183,13 +183,14 @@ class Encoder(ABC):
     def decode(self, x: np.ndarray, frame: dict[str, Any]) -> np.ndarray:
         """Encoded tokens ``[..., T, D]`` -> raw ``[..., T, F]`` in user units."""
 
-    def decode_windows(self, x: np.ndarray, frames: list[dict[str, Any]]) -> np.ndarray:
-        """`decode` of N windows: tokens ``[S, N, T, D]``, window j's frame ``frames[j]`` -> raw ``[S, N, T, F]``.
-        Forecasts decode through it; an encoder overrides it with one pass over all windows (cheaper)."""
+    def decode_windows(self, x: np.ndarray, frames: list[dict[str, Any]], start: int = 0) -> np.ndarray:
+        """`decode` of N windows, rows ``start`` on: tokens ``[S, N, T, D]``, window j's frame ``frames[j]`` -> raw
+        ``[S, N, T - start, F]``. Forecasts decode the future rows through it; an encoder overrides it with one pass
+        over all windows (cheaper)."""
         x = np.asarray(x)
         if x.ndim != 4 or x.shape[1] != len(frames):
             raise ShapeError(f"decode_windows expects tokens [S, N, T, D] for {len(frames)} frames, got {x.shape}")
-        return np.stack([self.decode(x[:, j], frame) for j, frame in enumerate(frames)], axis=1)
+        return np.stack([self.decode(x[:, j], frame)[:, start:] for j, frame in enumerate(frames)], axis=1)
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:

@@ -172,8 +172,9 @@ class TrackEncoder(Encoder):
             out[..., :h, 2:] = nb.reshape(*nb.shape[:-2], -1)
         return out
 
-    def decode_windows(self, x: np.ndarray, frames: list[dict[str, Any]]) -> np.ndarray:
-        """`decode` of N windows in one pass: tokens ``[S, N, T, D]``, one frame per window -> ``[S, N, T, F]``."""
+    def decode_windows(self, x: np.ndarray, frames: list[dict[str, Any]], start: int = 0) -> np.ndarray:
+        """`decode` of N windows in one pass, rows ``start`` on: tokens ``[S, N, T, D]``, one frame per window ->
+        ``[S, N, T - start, F]``."""
         self._check_fitted()
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 4 or x.shape[1] != len(frames) or x.shape[-1] != self.dim:
@@ -189,6 +190,10 @@ class TrackEncoder(Encoder):
         if self.residual == "cv":
             velocity = np.array([frame["velocity"] for frame in frames], dtype=np.float64)  # [N, 2]
             fut = fut + np.arange(1, x.shape[-2] - h + 1)[None, :, None] * velocity[:, None, :]
+        if start >= h:  # future rows only (what a forecast keeps): neighbour columns are NaN there
+            out = np.full((*x.shape[:2], x.shape[2] - start, x.shape[3]), np.nan)
+            out[..., :2] = np.einsum("sntd,nde->snte", fut[:, :, start - h:], back) + origin
+            return out
         out[..., :h, :2] = np.einsum("sntd,nde->snte", hist, back) + origin
         out[..., h:, :2] = np.einsum("sntd,nde->snte", fut, back) + origin
         if self.neighbours:
@@ -197,7 +202,7 @@ class TrackEncoder(Encoder):
             nb[..., 0:2] = np.einsum("sntkd,nde->sntke", nb[..., 0:2], back)
             nb[..., 2:4] = np.einsum("sntkd,nde->sntke", nb[..., 2:4], back)
             out[..., :h, 2:] = nb.reshape(*nb.shape[:-2], -1)
-        return out
+        return out[:, :, start:]
 
     def base(self, frame: dict[str, Any]) -> np.ndarray | None:
         """The constant-velocity forecast the model refines (``residual="cv"``), ``[horizon, F]``: x, y, the

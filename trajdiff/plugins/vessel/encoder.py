@@ -279,18 +279,21 @@ class VesselEncoder(Encoder):
         sog, cog = derive_motion(lat, lon, self.interval_s or 60.0)
         return np.stack([lat, lon, sog, cog], axis=-1)
 
-    def decode_windows(self, x: np.ndarray, frames: list[dict[str, Any]]) -> np.ndarray:
-        """`decode` of N windows in one pass: tokens ``[S, N, T / patch, dim]``, one frame per window ->
-        ``[S, N, T, 4]``."""
+    def decode_windows(self, x: np.ndarray, frames: list[dict[str, Any]], start: int = 0) -> np.ndarray:
+        """`decode` of N windows in one pass, rows ``start`` on: tokens ``[S, N, T / patch, dim]``, one frame per
+        window -> ``[S, N, T - start, 4]`` (speed and course of row ``start`` from the row before it, as in
+        `decode`)."""
         arr = np.asarray(x, dtype=np.float64)
         if arr.ndim != 4 or arr.shape[1] != len(frames) or arr.shape[-1] != self.dim \
                 or arr.shape[-2] * self.patch != self.length:
             raise ShapeError(f"VesselEncoder.decode_windows expects [S, {len(frames)}, {self.length // self.patch}, "
                              f"{self.dim}], got {arr.shape}")
         mean, std = self._stats()
-        feats = self._rows(arr) * std + mean  # [S, N, T, 2]
+        first = max(start - 1, 0)  # the row before ``start`` gives row ``start`` its speed and course
+        feats = (self._rows(arr) * std + mean)[..., first:, :]  # [S, N, T - first, 2]
         velocity = np.array([frame["velocity"] for frame in frames], dtype=np.float64)  # [N, 2]
-        feats[..., self.history:, :] += np.arange(1, self.horizon + 1)[None, :, None] * velocity[:, None, :]
+        ramp = np.maximum(np.arange(first, self.length) - self.history + 1, 0)  # steps past the last observed row
+        feats += ramp[None, :, None] * velocity[:, None, :]
         theta = np.array([frame["theta"] for frame in frames], dtype=np.float64)[:, None]  # [N, 1]
         c, s = np.cos(theta), np.sin(theta)
         xy = np.stack([feats[..., 0] * c - feats[..., 1] * s, feats[..., 0] * s + feats[..., 1] * c], axis=-1)
@@ -298,7 +301,7 @@ class VesselEncoder(Encoder):
         lon0 = np.array([frame["lon0"] for frame in frames], dtype=np.float64)[:, None]
         lat, lon = from_local(xy, lat0, lon0)  # type: ignore[arg-type]  # origins broadcast over windows
         sog, cog = derive_motion(lat, lon, self.interval_s or 60.0)
-        return np.stack([lat, lon, sog, cog], axis=-1)
+        return np.stack([lat, lon, sog, cog], axis=-1)[..., start - first:, :]
 
     def base(self, frame: dict[str, Any]) -> np.ndarray | None:
         """The constant-velocity forecast the model refines, ``[horizon, 4]``: lat, lon of the frame's velocity
