@@ -175,7 +175,7 @@ def test_a_plugin_whose_commands_hook_raises_adds_nothing_and_the_others_still_w
         assert runner.invoke(app, [absent]).exit_code == 2
 
 
-def test_builtin_plugins_add_plan_and_sample() -> None:
+def test_builtin_plugins_add_plan_fit_value_and_sample() -> None:
     import typer.main
 
     from trajdiff import cli
@@ -183,7 +183,7 @@ def test_builtin_plugins_add_plan_and_sample() -> None:
     commands = typer.main.get_group(cli.app).commands
     assert {"plan", "sample", "train", "forecast"} <= set(commands)
     app, added = _app_with_plugin_commands(Plugins(autoload=False))
-    assert added == {"plan": "rl", "sample": "motion"}
+    assert added == {"plan": "rl", "fit-value": "rl", "sample": "motion"}
 
 
 def test_every_hook_has_a_test() -> None:
