@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
 
 from trajdiff.errors import ConfigError, DataError
 
@@ -206,6 +205,8 @@ def chaotic_series(
         count, 3, generator=gen, dtype=torch.float64
     )
     t = torch.arange(burn_in + length, dtype=torch.float64) * float(step)
+    from torchdiffeq import odeint  # here, not at import: it pulls in scipy.integrate (2 s on every CLI start)
+
     with torch.no_grad():
         path = odeint(lambda _t, s: sys.field(s, params), y0, t, method="dopri5", rtol=rtol, atol=atol)
     values = path[burn_in:].permute(1, 0, 2).reshape(count * length, 3).numpy()
