@@ -142,3 +142,17 @@ def test_global_base_keeps_the_global_forecast_and_scales_the_residual_per_windo
     np.testing.assert_allclose(history.mean(axis=0), 0.0, atol=1e-9)  # the model sees the history centred
     with pytest.raises(ConfigError, match="global_base needs instance_norm=True"):
         SeriesEncoder(global_base=True, **options)
+
+
+def test_auto_anchor_reverts_only_if_that_wins_on_every_late_block() -> None:
+    """A level that moved for a while inside the held-out stretch: the mean anchor wins the last block but loses
+    the block where the level moved, so the choice is the level-following anchor (one late block alone would
+    have picked the mean), and the per-block errors are recorded and survive the state round trip."""
+    series = _ar1(6000, 0.9, seed=5)
+    series[4200:4800] += 4.0
+    model = RidgeForecaster(history=16, horizon=32).fit([series[:, None]])
+    folds = model.holdout_folds
+    assert len(folds) == 3 and folds[-1]["mean"] < folds[-1]["last"]
+    assert any(fold["last"] < fold["mean"] for fold in folds)
+    assert model.anchor == "last"
+    assert RidgeForecaster.from_state(model.state_dict()).holdout_folds == folds

@@ -14,9 +14,12 @@ Two anchors:
   training mean (mean reversion); better for stationary series (ETTh1: test MSE at 192 steps
   0.4318 against 0.4341 anchored on the last value).
 
-``"auto"`` (the default) fits both on the first 80% of every training series and keeps the one
-with the lower MSE on the last 20%, then refits it on everything: the choice never sees data
-outside the training series.
+``"auto"`` (the default) checks both on ``FOLDS`` consecutive blocks of the last ``HOLDOUT`` share of
+every training series, each block forecast by a fit on the rows before it (rolling origin), and keeps
+"mean" only if it has the lower MSE on every block, else "last"; then refits the chosen one on
+everything. Why several blocks: a mean that held over one late stretch may not hold later, and
+calibration cannot repair a base that reverts to the wrong level, so reverting must be the better
+forecast consistently. The choice never sees data outside the training series.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import numpy as np
 from trajdiff.errors import ConfigError, DataError
 
 ANCHORS = ("last", "mean")
-HOLDOUT = 0.2  # share of each training series held out when the anchor is chosen automatically
+HOLDOUT = 0.3  # share of each training series held out when the anchor is chosen automatically
+FOLDS = 3  # consecutive blocks of that share, each checked by a fit on the rows before it
 
 
 def _windows(series: list[np.ndarray], history: int, horizon: int,
@@ -88,7 +92,8 @@ class RidgeForecaster:
         self.horizon = horizon
         self.ridge = float(ridge)
         self.anchor = anchor
-        self.holdout_mse: dict[str, float] = {}  # per anchor, when chosen automatically
+        self.holdout_mse: dict[str, float] = {}  # per anchor, when chosen automatically (mean over the folds)
+        self.holdout_folds: list[dict[str, float]] = []  # per fold, per anchor
         self.weights: np.ndarray | None = None  # [history + 1, horizon], last row is the bias
 
     @staticmethod
@@ -110,24 +115,30 @@ class RidgeForecaster:
         return design @ weights + level
 
     def _choose_anchor(self, series: list[np.ndarray], max_windows: int, instance_norm: bool, floor: float) -> str:
-        """The anchor with the lower MSE on the last ``HOLDOUT`` of every series, fitted on the rest (the fitting
-        and the checking windows are drawn one after the other, never held together)."""
-        early = [values[: int(len(values) * (1 - HOLDOUT))] for values in series]
-        late = [values[max(0, int(len(values) * (1 - HOLDOUT)) - self.history):] for values in series]
-        x_fit, y_fit = _windows(early, self.history, self.horizon, max_windows)
-        if len(x_fit) == 0 or not _has_windows(late, self.history + self.horizon):
+        """"mean" if it has the lower MSE on every one of ``FOLDS`` late blocks of the series (each forecast by fits
+        on the rows before it), else "last". Per-block MSEs in ``holdout_folds``, their mean in ``holdout_mse``."""
+        self.holdout_folds = []
+        for fold in range(FOLDS):
+            cut = [int(len(values) * (1 - HOLDOUT * (FOLDS - fold) / FOLDS)) for values in series]
+            end = [int(len(values) * (1 - HOLDOUT * (FOLDS - fold - 1) / FOLDS)) for values in series]
+            early = [values[:c] for values, c in zip(series, cut, strict=True)]
+            late = [values[max(0, c - self.history):e] for values, c, e in zip(series, cut, end, strict=True)]
+            x_fit, y_fit = _windows(early, self.history, self.horizon, max_windows)
+            if len(x_fit) == 0 or not _has_windows(late, self.history + self.horizon):
+                continue
+            if instance_norm:
+                x_fit, y_fit = _normalize(x_fit, y_fit, floor)
+            weights = {anchor: self._solve(x_fit, y_fit, anchor) for anchor in ANCHORS}
+            del x_fit, y_fit  # the fitting and the checking windows are never held together
+            x_check, y_check = _windows(late, self.history, self.horizon, max_windows)
+            if instance_norm:
+                x_check, y_check = _normalize(x_check, y_check, floor)
+            self.holdout_folds.append({anchor: float(np.mean((self._apply(weights[anchor], x_check, anchor)
+                                                              - y_check) ** 2)) for anchor in ANCHORS})
+        if not self.holdout_folds:
             return "last"  # too little data to compare: the level-following anchor is the safe one
-        if instance_norm:
-            x_fit, y_fit = _normalize(x_fit, y_fit, floor)
-        weights = {anchor: self._solve(x_fit, y_fit, anchor) for anchor in ANCHORS}
-        del x_fit, y_fit
-        x_check, y_check = _windows(late, self.history, self.horizon, max_windows)
-        if instance_norm:
-            x_check, y_check = _normalize(x_check, y_check, floor)
-        for anchor in ANCHORS:
-            predicted = self._apply(weights[anchor], x_check, anchor)
-            self.holdout_mse[anchor] = float(np.mean((predicted - y_check) ** 2))
-        return min(ANCHORS, key=lambda a: self.holdout_mse[a])
+        self.holdout_mse = {anchor: float(np.mean([f[anchor] for f in self.holdout_folds])) for anchor in ANCHORS}
+        return "mean" if all(f["mean"] < f["last"] for f in self.holdout_folds) else "last"
 
     def fit(self, series: list[np.ndarray], max_windows: int = 200_000, instance_norm: bool = False,
             floor: float = 0.05) -> RidgeForecaster:
@@ -160,7 +171,8 @@ class RidgeForecaster:
         if self.weights is None:
             raise ConfigError("the linear forecaster is not fitted")
         return {"history": self.history, "horizon": self.horizon, "ridge": self.ridge, "anchor": self.anchor,
-                "holdout_mse": dict(self.holdout_mse), "weights": self.weights.tolist()}
+                "holdout_mse": dict(self.holdout_mse), "holdout_folds": list(self.holdout_folds),
+                "weights": self.weights.tolist()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RidgeForecaster:
@@ -170,6 +182,7 @@ class RidgeForecaster:
         if model.anchor == "auto":
             raise ConfigError("a fitted linear forecaster's state must name its anchor ('last' or 'mean')")
         model.holdout_mse = dict(state.get("holdout_mse", {}))
+        model.holdout_folds = list(state.get("holdout_folds", []))
         model.weights = np.asarray(state["weights"], dtype=np.float64)
         expected = (model.history + 1, model.horizon)
         if model.weights.shape != expected:
