@@ -86,6 +86,17 @@ def test_medium_and_replay_sets_hold_their_steps_and_references(tmp_path, monkey
         make_locomotion("ant", "medium", 10, root=root)
 
 
+def test_a_trained_policy_is_found_when_none_is_shipped(tmp_path) -> None:
+    from trajdiff.plugins.rl.behaviour import POLICY_DIR, shipped_policy
+
+    if (POLICY_DIR / "walker2d-v5-medium.safetensors").is_file():
+        pytest.skip("a Walker2d policy is shipped")
+    with pytest.raises(ConfigError, match="python -m trajdiff.plugins.rl.behaviour Walker2d-v5"):
+        shipped_policy("Walker2d-v5", trained=tmp_path)
+    _actor(obs=17, act=6).save(tmp_path / "walker2d-v5-medium.safetensors")
+    assert shipped_policy("Walker2d-v5", trained=tmp_path) == tmp_path / "walker2d-v5-medium.safetensors"
+
+
 def test_shipped_policies_are_small_and_score_as_recorded() -> None:
     from trajdiff.plugins.rl.behaviour import POLICY_DIR
 

@@ -77,14 +77,16 @@ class GaussianActor:
         return (self.low + (squashed + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
 
 
-def shipped_policy(env_id: str) -> Path:
-    """The shipped behaviour policy for ``env_id`` (e.g. ``Hopper-v5``)."""
-    path = POLICY_DIR / f"{env_id.lower()}-medium.safetensors"
-    if not path.is_file():
-        have = sorted(p.name for p in POLICY_DIR.glob("*.safetensors")) if POLICY_DIR.is_dir() else []
-        raise ConfigError(f"no shipped behaviour policy for {env_id!r} (have {have}); train one with "
-                          f"`python -m trajdiff.plugins.rl.behaviour {env_id} --out DIR`")
-    return path
+def shipped_policy(env_id: str, trained: Path | None = None) -> Path:
+    """The behaviour policy for ``env_id`` (e.g. ``Hopper-v5``): the one shipped with the package, else the one
+    the training command wrote to ``trained`` (default `TRAINING_DIR`)."""
+    name = f"{env_id.lower()}-medium.safetensors"
+    for folder in (POLICY_DIR, (trained or TRAINING_DIR).expanduser()):
+        if (folder / name).is_file():
+            return folder / name
+    have = sorted(p.name for p in POLICY_DIR.glob("*.safetensors")) if POLICY_DIR.is_dir() else []
+    raise ConfigError(f"no behaviour policy for {env_id!r} is shipped (have {have}) or trained in "
+                      f"{trained or TRAINING_DIR}; train one with `python -m trajdiff.plugins.rl.behaviour {env_id}`")
 
 
 def evaluate(actor: GaussianActor, env_id: str, episodes: int, seed: int, stochastic: bool = True) -> list[float]:
