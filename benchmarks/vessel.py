@@ -12,12 +12,13 @@ validation. It is tested, a window of 30 + 30 one-minute rows every ``--stride``
   that is the Atlantic); its 1 and 3 hours before 12:00 are the local data a new port would have.
 
 Rows per setting, ADE/FDE in metres at 10, 20 and 30 minutes with standard errors over windows: the best of
-``--samples`` samples; their mean, geometric median and medoid; the point forecast (the samples' geometric
-median after the calibration `trajdiff calibrate` fits on the validation vessels: how far to trust the model's
-centre against constant velocity, and the spread; what `trajdiff evaluate` scores as ade_m/fde_m, fixed before
-any test window is read) and the calibrated samples' mean; in the held-out region also the point forecast
-calibrated on its local hours instead; and the baselines constant velocity, constant turn rate and the nearest
-neighbour in the training tracks.
+``--samples`` samples; their mean, geometric median and medoid; the point forecast (the geometric median of
+the samples after the calibration `trajdiff calibrate` fits on the validation vessels: how far to trust the
+model's centre against constant velocity, and the spread; what `trajdiff evaluate --samples N` scores as
+ade_m/fde_m, with N from ``--point-samples`` best on validation; all fixed before any test window is read) and
+the calibrated samples' mean; in the held-out region also the point forecast calibrated on its local hours
+instead; and the baselines constant velocity, constant turn rate and the nearest neighbour in the training
+tracks.
 
     .venv/bin/python benchmarks/vessel.py                  # full run (30,000 steps: about 12 CPU-minutes)
     .venv/bin/python benchmarks/vessel.py --quick          # smoke run: a few hundred steps, few windows
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,24 +63,38 @@ def _subsample(episodes: Episodes, count: int, seed: int) -> Episodes:
 
 def _run(loaded: api.LoadedModel, episodes: Episodes, args: argparse.Namespace,
          max_windows: int | None = None) -> api.Backtest:
-    return api.backtest(loaded, episodes, samples=args.samples, nfe=args.nfe, stride=args.stride,
-                        max_windows=max_windows, seed=args.seed, progress=False)
+    """A backtest drawing as many samples as the largest of --samples and --point-samples."""
+    return api.backtest(loaded, episodes, samples=max(args.samples, *args.point_samples), nfe=args.nfe,
+                        stride=args.stride, max_windows=max_windows, seed=args.seed, progress=False)
 
 
-def _centres(loaded: api.LoadedModel, run: api.Backtest, calibration) -> dict[str, np.ndarray]:  # noqa: ANN001
-    """Every point forecast of a backtest's samples ``[N, H, 2]``, by row name."""
-    raw = run.futures[..., :2]
-    calibrated = calibration.apply(run.futures, encoder_bases(loaded.encoder, run.frames))[..., :2]
+def _first(run: api.Backtest, count: int) -> api.Backtest:
+    """The backtest with its first ``count`` samples."""
+    return replace(run, futures=run.futures[:count])
+
+
+def _calibrated(loaded: api.LoadedModel, run: api.Backtest, calibration) -> np.ndarray:  # noqa: ANN001
+    """The point forecast ``[N, H, 2]``: the geometric median of the calibrated samples."""
+    return geometric_median(calibration.apply(run.futures, encoder_bases(loaded.encoder, run.frames))[..., :2])
+
+
+def _centres(loaded: api.LoadedModel, run: api.Backtest, samples: int, calibration,  # noqa: ANN001
+             point_samples: int) -> dict[str, np.ndarray]:
+    """Every point forecast of a backtest ``[N, H, 2]``, by row name: the raw centres of its first ``samples``
+    samples, and the point forecast from its first ``point_samples``."""
+    raw = run.futures[:samples, ..., :2]
+    calibrated = calibration.apply(raw, encoder_bases(loaded.encoder, run.frames)[..., :2])
     return {"sample mean": raw.mean(0), "sample median (geometric)": geometric_median(raw),
-            "sample medoid": medoid(raw), "calibrated mean": calibrated.mean(0), POINT: geometric_median(calibrated)}
+            "sample medoid": medoid(raw), "calibrated mean": calibrated.mean(0),
+            POINT: _calibrated(loaded, _first(run, point_samples), calibration)}
 
 
-def _rows(setting: str, run: api.Backtest, points: dict[str, np.ndarray], nn: NearestNeighbour,
+def _rows(setting: str, run: api.Backtest, samples: int, points: dict[str, np.ndarray], nn: NearestNeighbour,
           horizon: int) -> list[dict]:
     truth = run.truth[..., :2]
     cv = distances(constant_velocity(run.histories, horizon), truth)
-    ade, fde = best_of(run.futures[..., :2], truth)
-    rows = [{"setting": setting, "method": f"best of {run.futures.shape[0]}", **scores(fde, cv, ade)}]
+    ade, fde = best_of(run.futures[:samples, ..., :2], truth)
+    rows = [{"setting": setting, "method": f"best of {samples}", **scores(fde, cv, ade)}]
     for name, point in points.items():
         rows.append({"setting": setting, "method": name, **scores(distances(point, truth), cv)})
     baselines = {"constant velocity": constant_velocity(run.histories, horizon),
@@ -96,7 +111,9 @@ def main() -> None:
     parser.add_argument("--recipe", default="window-mlp", help="the vessel domain's recipe ('none': its default)")
     parser.add_argument("--minutes", type=float, default=45.0, help="training time budget (wall clock)")
     parser.add_argument("--steps", type=int, default=30_000, help="training steps (the schedule's length)")
-    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--samples", type=int, default=20, help="samples of the best-of and the raw centres")
+    parser.add_argument("--point-samples", type=int, nargs="+", default=[20, 40], help="sample counts the point "
+                        "forecast may use (`trajdiff evaluate --samples N`): the one best on validation is used")
     parser.add_argument("--nfe", type=int, default=None, help="function evaluations (default: the domain's)")
     parser.add_argument("--stride", type=int, default=30, help="rows between test windows")
     parser.add_argument("--region", default="atlantic", help="the held-out region of the coastal day")
@@ -135,11 +152,19 @@ def main() -> None:
 
     # every choice on validation vessels (training regions, not trained on) before a test window is read
     checked = _run(loaded, validation, args, args.validation_windows)
-    calibration = fit_backtest(loaded, checked, data=f"validation: {len(checked.truth)} windows")
-    validation_points = _centres(loaded, checked, calibration)
+    choices = {}
+    for count in args.point_samples:
+        fitted = fit_backtest(loaded, _first(checked, count), data=f"validation: {len(checked.truth)} windows")
+        point = _calibrated(loaded, _first(checked, count), fitted)
+        choices[count] = (float(distances(point, checked.truth[..., :2])[:, -1].mean()), fitted)
+    point_samples = min(choices, key=lambda count: choices[count][0])
+    calibration = choices[point_samples][1]
+    validation_points = _centres(loaded, checked, args.samples, calibration, point_samples)
     validation_fde = {name: float(distances(p, checked.truth[..., :2])[:, -1].mean())
                       for name, p in validation_points.items()}
-    print(f"validation ({len(checked.truth)} windows): calibration {asdict(calibration)}; FDE 30 {validation_fde}")
+    by_count = {str(count): fde for count, (fde, _) in choices.items()}
+    print(f"validation ({len(checked.truth)} windows): point forecast FDE 30 by sample count {by_count} -> "
+          f"{point_samples}; calibration {asdict(calibration)}; FDE 30 {validation_fde}")
     nn = NearestNeighbour(loaded, train, stride=d.stride, seed=args.seed)
 
     rows, local_calibrations, sampling = [], {}, {}
@@ -147,18 +172,18 @@ def main() -> None:
         started = time.perf_counter()
         run = _run(loaded, episodes, args, 200 if args.quick else None)
         sampling[setting] = {"windows": len(run.truth), "seconds": time.perf_counter() - started}
-        points = _centres(loaded, run, calibration)
+        points = _centres(loaded, run, args.samples, calibration, point_samples)
         if setting.startswith("held-out region"):
             for hours, local in splits.local.items():
-                fitted = fit_backtest(loaded, _run(loaded, local, args), data=f"{args.region} {hours} before 12:00")
+                local_run = _first(_run(loaded, local, args), point_samples)
+                fitted = fit_backtest(loaded, local_run, data=f"{args.region} {hours} before 12:00")
                 local_calibrations[hours] = asdict(fitted)
-                bases = encoder_bases(loaded.encoder, run.frames)
-                local_samples = fitted.apply(run.futures, bases)[..., :2]
-                points[f"point forecast, calibrated on {hours} local"] = geometric_median(local_samples)
-        rows += _rows(setting, run, points, nn, d.horizon)
+                points[f"point forecast, calibrated on {hours} local"] = _calibrated(loaded, _first(run, point_samples),
+                                                                                   fitted)
+        rows += _rows(setting, run, args.samples, points, nn, d.horizon)
         print(f"{setting}: {len(run.truth)} windows")
     for row in rows:
-        row["samples"], row["nfe"] = args.samples, args.nfe
+        row["samples"], row["nfe"] = point_samples if row["method"].startswith("point") else args.samples, args.nfe
 
     columns = ["setting", "method", "windows", "ade_10", "fde_10", "ade_20", "fde_20", "ade_30", "fde_30",
                "fde_30_se", "fde_30_vs_cv", "fde_30_vs_cv_se"]
@@ -172,6 +197,7 @@ def main() -> None:
                         "evaluate` scores as the vessel point forecast (ade_m, fde_m) once `trajdiff calibrate` has "
                         "run; validation_fde_30 compares it with the other centres on the validation windows",
                         "calibration": asdict(calibration), "chosen_on": "validation vessels",
+                        "samples": point_samples, "validation_fde_30_by_samples": by_count,
                         "validation_windows": len(checked.truth), "validation_fde_30": validation_fde},
         local_calibrations=local_calibrations,
         training={**training, "recipe": args.recipe, "network": d.network, "batch_size": d.batch_size},
