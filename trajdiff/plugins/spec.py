@@ -185,8 +185,7 @@ class Encoder(ABC):
 
     def decode_windows(self, x: np.ndarray, frames: list[dict[str, Any]], start: int = 0) -> np.ndarray:
         """`decode` of N windows, rows ``start`` on: tokens ``[S, N, T, D]``, window j's frame ``frames[j]`` -> raw
-        ``[S, N, T - start, F]``. Forecasts decode the future rows through it; an encoder overrides it with one pass
-        over all windows (cheaper)."""
+        ``[S, N, T - start, F]``. Forecasts decode their future rows here; encoders override it with one pass."""
         x = np.asarray(x)
         if x.ndim != 4 or x.shape[1] != len(frames):
             raise ShapeError(f"decode_windows expects tokens [S, N, T, D] for {len(frames)} frames, got {x.shape}")
