@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -58,6 +59,25 @@ def test_residual_tokens_decode_back_and_are_zero_for_the_constant_velocity_gues
     np.testing.assert_allclose(restored.encode(window, HISTORY)[0], tokens)
 
 
+def test_ridge_base_decodes_back_and_forecasts_training_windows_better_than_the_mean_residual(walks) -> None:
+    plain = MotionEncoder(patch=2, history=HISTORY, horizon=HORIZON, residual=True).fit(walks)
+    ridge = MotionEncoder(patch=2, history=HISTORY, horizon=HORIZON, residual=True, ridge=True).fit(walks)
+    assert ridge.ridge_weights is not None and ridge.ridge_weights.shape == (len(ridge.mean), HISTORY + 1, HORIZON)
+    errors = {"plain": [], "ridge": []}
+    for s in range(0, len(walks.sequences[0]) - HISTORY - HORIZON, 7):
+        window = walks.sequences[0][s:s + HISTORY + HORIZON]
+        for name, enc in (("plain", plain), ("ridge", ridge)):
+            tokens, frame = enc.encode(window, HISTORY)
+            np.testing.assert_allclose(enc.decode(tokens, frame), window, atol=1e-5)
+            tokens[HISTORY // 2:] = 0.0  # what the encoder forecasts when the model adds nothing
+            errors[name].append(np.abs(enc.decode(tokens, frame)[HISTORY:] - window[HISTORY:]).mean())
+    assert np.mean(errors["ridge"]) < np.mean(errors["plain"])
+    restored = MotionEncoder.from_state(ridge.state_dict())
+    np.testing.assert_array_equal(restored.encode(window, HISTORY)[0], ridge.encode(window, HISTORY)[0])
+    with pytest.raises(ConfigError, match="set residual too"):
+        MotionEncoder(history=10, ridge=True)
+
+
 def test_mirrored_windows_are_the_windows_of_the_mirrored_motion(walks, encoder) -> None:
     windows = np.stack([encoder.encode(walks.sequences[0][s:s + HISTORY + HORIZON], HISTORY)[0] for s in (0, 50)])
     grown = MotionDomain().augment_windows(windows, encoder)
@@ -80,13 +100,18 @@ def test_encoder_options_are_checked() -> None:
         MotionEncoder(history=0, residual=True)
 
 
-def test_chunked_stream_continues_the_seed_and_keeps_moving(walks, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def mlp_model(walks, tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    out = tmp_path / "mlp"
+    out = tmp_path_factory.mktemp("motion") / "mlp"
     api.train("motion", walks, out, recipe="forecast-mlp", history=HISTORY, horizon=HORIZON, steps=150,
               batch_size=32, stride=3, network={"kind": "window_mlp", "dim": None, "length": None, "width": 64,
                                                 "depth": 1}, progress=False)
-    model = DiffusionModel.load(out)
+    return out
+
+
+def test_chunked_stream_continues_the_seed_and_keeps_moving(walks, mlp_model: Path) -> None:
+    model = DiffusionModel.load(mlp_model)
     enc = MotionEncoder.from_state(model.extra["encoder"])
     seed = walks.sequences[1][:HISTORY]
     context = np.repeat(enc.to_tokens(enc.features(seed))[None], 2, axis=0)
@@ -119,3 +144,18 @@ def test_write_motion_writes_an_mp4_video(walks, tmp_path: Path) -> None:
     assert float(np.abs(frames[3].astype(float) - frames[20].astype(float)).mean()) > 0.1  # it moves
     with pytest.raises(ConfigError, match=r"\.mp4"):
         write_motion(tmp_path / "m.avi", skeleton, [motion], 30.0)
+
+
+def test_sample_command_streams_a_prediction_model(mlp_model: Path, tmp_path: Path) -> None:
+    """`trajdiff sample` on a forecast-mlp model goes chunk by chunk from the model's stored seed for the label."""
+    from typer.testing import CliRunner
+
+    from trajdiff.cli import app
+
+    out = tmp_path / "s.csv"
+    result = CliRunner().invoke(app, ["sample", "--model", str(mlp_model), "--seconds", "2", "--label", "walk",
+                                      "--samples", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert sorted(table["sample"].unique()) == [0, 1] and len(table) == 2 * 60
+    assert np.isfinite(table.drop(columns=["sample", "time"]).to_numpy()).all()

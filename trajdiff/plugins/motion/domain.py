@@ -234,14 +234,34 @@ class MotionDomain(Domain):
                 raise ConfigError(f"no clip in {data} has the {frames} frames a seed needs")
             matching = [i for i in usable if episodes.meta[i].get("category") == label] or usable
             context = enc.to_tokens(enc.features(episodes.sequences[matching[0]][:frames]))
-        motions = synthesize(model, enc, seconds=seconds, label=label,
-                             samples=samples, guidance=guidance, context=context, constraints=constraints, seed=seed,
-                             substeps=substeps)
+        if model.extra["defaults"].get("noise") == "shared":  # a prediction model: chunk by chunk
+            motions = self._chunked(model, enc, seconds, label, samples, guidance, context, constraints, seed)
+        else:
+            motions = synthesize(model, enc, seconds=seconds, label=label, samples=samples, guidance=guidance,
+                                 context=context, constraints=constraints, seed=seed, substeps=substeps)
         if out is not None:
             assert enc.skeleton is not None
             write_motion(Path(out), enc.skeleton, list(motions), enc.fps, enc.unit,
                          [f"{label or 'any'} {s}" for s in range(len(motions))])
         return motions
+
+    @staticmethod
+    def _chunked(model: Any, enc: MotionEncoder, seconds: float, label: str | None, samples: int, guidance: float,
+                 context: np.ndarray | None, constraints: tuple[str, ...], seed: int) -> np.ndarray:
+        """Synthesis from a model trained with one noise level per window (the forecast recipes): the next two
+        seconds forecast from the last second, one second kept at a time (`chunked.synthesize_chunked`)."""
+        from trajdiff.plugins.motion.chunked import synthesize_chunked
+        from trajdiff.plugins.motion.synthesis import _motion_extra
+
+        if context is None:
+            seeds = _motion_extra(model).get("seeds", {})
+            key = label if label in seeds else next(iter(seeds), None)
+            if key is None:
+                raise ConfigError("this model stores no seed motion: pass --data (clips to start from)")
+            context = np.asarray(seeds[key], dtype=np.float32)
+        keep = min(int(model.extra["defaults"]["horizon"]), int(round(enc.fps)) // enc.patch * enc.patch)
+        return synthesize_chunked(model, enc, np.repeat(np.asarray(context)[None], samples, axis=0), seconds=seconds,
+                                  label=label, guidance=guidance, keep=keep, constraints=constraints, seed=seed)
 
     def future_times(self, times: np.ndarray, count: int) -> np.ndarray:
         step = 1.0 / (self._encoder.fps if self._encoder is not None else 30.0)

@@ -5,8 +5,9 @@ frame becomes `features.encode_positions` features, standardized per feature wit
 ``patch`` consecutive frames form one token. ``encode`` returns the frame (the root's ground position and
 heading at the last history frame) that ``decode`` needs to put the motion back in the world. With ``residual``,
 the frames after the ``history`` are stored as their difference from a body-centred constant-velocity guess
-(`residual.reference`), standardized with their own statistics; ``mirror`` asks the domain to train on each
-window's mirror image too.
+(`residual.reference`), standardized with their own statistics, minus (with ``ridge``) a per-feature linear
+forecast of that residual from the history fitted in training (`residual.fit_ridge`); ``mirror`` asks the
+domain to train on each window's mirror image too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from trajdiff.errors import ConfigError, ShapeError
 from trajdiff.plugins.motion.bvh import Skeleton
 from trajdiff.plugins.motion.features import Layout, decode_world, encode_positions
 from trajdiff.plugins.motion.loader import joint_columns, skeleton_of
-from trajdiff.plugins.motion.residual import reference, residual_statistics
+from trajdiff.plugins.motion.residual import fit_ridge, reference, residual_statistics, ridge_base
 from trajdiff.plugins.spec import Encoder
 
 __all__ = ["MotionEncoder"]
@@ -35,15 +36,18 @@ class MotionEncoder(Encoder):
 
     def __init__(self, patch: int = 1, fps: float = 30.0, skeleton: Skeleton | None = None,
                  history: int = 0, horizon: int = 0, residual: bool = False, mirror: bool = False,
-                 **_: Any) -> None:
+                 ridge: bool = False, **_: Any) -> None:
         if int(patch) < 1:
             raise ConfigError(f"patch must be >= 1, got {patch}")
-        for name, value in (("residual", residual), ("mirror", mirror)):
+        for name, value in (("residual", residual), ("mirror", mirror), ("ridge", ridge)):
             if not isinstance(value, bool):
                 raise ConfigError(f"motion encoder option {name} must be true or false, got {value!r}")
         if residual and int(history) < 2:
             raise ConfigError(f"the motion encoder's residual needs a history of >= 2 frames, got {history}")
-        self.residual, self.mirror = residual, mirror
+        if ridge and not residual:
+            raise ConfigError("the motion encoder's ridge option forecasts the residual: set residual too")
+        self.residual, self.mirror, self.ridge = residual, mirror, ridge
+        self.ridge_weights: np.ndarray | None = None  # [F, history + 1, horizon] (with ``ridge``)
         self.horizon = int(horizon)
         self.res_mean: np.ndarray | None = None  # statistics of the future's residual (with ``residual``)
         self.res_std: np.ndarray | None = None
@@ -89,6 +93,10 @@ class MotionEncoder(Encoder):
         if self.residual:
             mean, std = residual_statistics(features, self.history, self.horizon)
             self.res_mean, self.res_std = mean, np.maximum(std, STD_FLOOR)
+            if self.ridge:
+                weights = fit_ridge(features, self.history, self.horizon, (self.mean, self.std),
+                                    (self.res_mean, self.res_std))
+                self.ridge_weights = np.round(weights, 6)  # as config.json keeps them
         self._fit_limits(stacked)
         return self
 
@@ -140,7 +148,9 @@ class MotionEncoder(Encoder):
                 "mean": self.mean.tolist(), "std": self.std.tolist(), "unit": self.unit,
                 "foot_floor": list(self.foot_floor), "angle_min": list(self.angle_min),
                 "angle_max": list(self.angle_max), "horizon": self.horizon, "residual": self.residual,
-                "mirror": self.mirror,
+                "mirror": self.mirror, "ridge": self.ridge,
+                **({"ridge_weights": self.ridge_weights.tolist()} if self.ridge_weights is not None
+                   else {}),
                 **({"res_mean": self.res_mean.tolist(), "res_std": self.res_std.tolist()}
                    if self.res_mean is not None and self.res_std is not None else {})}
 
@@ -148,10 +158,13 @@ class MotionEncoder(Encoder):
     def from_state(cls, state: dict[str, Any]) -> MotionEncoder:
         enc = cls(patch=state["patch"], fps=state["fps"], skeleton=Skeleton.from_state(state["skeleton"]),
                   history=state.get("history", 0), horizon=state.get("horizon", 0),
-                  residual=bool(state.get("residual", False)), mirror=bool(state.get("mirror", False)))
+                  residual=bool(state.get("residual", False)), mirror=bool(state.get("mirror", False)),
+                  ridge=bool(state.get("ridge", False)))
         if enc.residual:
             enc.res_mean = np.asarray(state["res_mean"], float)
             enc.res_std = np.asarray(state["res_std"], float)
+        if enc.ridge:
+            enc.ridge_weights = np.asarray(state["ridge_weights"], float)
         enc.mean = np.asarray(state["mean"], float)
         enc.std = np.asarray(state["std"], float)
         enc.unit = float(state.get("unit", 1.0))
@@ -183,6 +196,15 @@ class MotionEncoder(Encoder):
         return (torch.as_tensor(self.res_mean, dtype=like.dtype, device=like.device),
                 torch.as_tensor(self.res_std, dtype=like.dtype, device=like.device))
 
+    def _base(self, history: Tensor, frames: int) -> Tensor | float:
+        """The ridge forecast of the standardized residual from the standardized history (0 without ``ridge``)."""
+        if self.ridge_weights is None:
+            return 0.0
+        if frames != self.horizon:
+            raise ShapeError(f"a motion encoder with ridge forecasts {self.horizon} frames after the history, got "
+                             f"a window with {frames}")
+        return ridge_base(history, torch.as_tensor(self.ridge_weights, dtype=history.dtype, device=history.device))
+
     def from_tokens(self, x: Tensor) -> Tensor:
         """Normalized tokens ``[..., T, patch F]`` -> unnormalized features ``[..., T patch, F]`` (differentiable)."""
         frame_dim = self._layout().frame_dim
@@ -194,7 +216,8 @@ class MotionEncoder(Encoder):
             return flat * std + mean
         history = flat[..., :self.history, :] * std + mean
         res_mean, res_std = self._residual_statistics(x)
-        future = flat[..., self.history:, :] * res_std + res_mean + reference(history).unsqueeze(-2)
+        base = self._base(flat[..., :self.history, :], flat.shape[-2] - self.history)
+        future = (flat[..., self.history:, :] + base) * res_std + res_mean + reference(history).unsqueeze(-2)
         return torch.cat([history, future], dim=-2)
 
     def tokens_from_features(self, features: Tensor) -> Tensor:
@@ -204,7 +227,8 @@ class MotionEncoder(Encoder):
             history = features[..., :self.history, :]
             res_mean, res_std = self._residual_statistics(features)
             future = (features[..., self.history:, :] - reference(history).unsqueeze(-2) - res_mean) / res_std
-            normalized = torch.cat([(history - mean) / std, future], dim=-2)
+            past = (history - mean) / std
+            normalized = torch.cat([past, future - self._base(past, features.shape[-2] - self.history)], dim=-2)
         else:
             normalized = (features - mean) / std
         return normalized.reshape(*features.shape[:-2], features.shape[-2] // self.patch, -1)

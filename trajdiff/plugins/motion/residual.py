@@ -66,3 +66,32 @@ def mirror_features(layout: Layout, features: Tensor) -> Tensor:
     bones = features[..., ROOT_FEATURES:].unflatten(-1, (len(layout.kept) - 1, 3))
     swapped = bones[..., [m - 1 for m in mirror[1:]], :] * features.new_tensor([-1.0, 1.0, 1.0])
     return torch.cat([root, swapped.flatten(-2)], dim=-1)
+
+
+def fit_ridge(features: list[np.ndarray], history: int, horizon: int, normalize: tuple[np.ndarray, np.ndarray],
+              residual: tuple[np.ndarray, np.ndarray], penalty: float = 1.0, stride: int = 5) -> np.ndarray:
+    """Per feature, a ridge regression (penalty ``penalty``) of its standardized future residual (``horizon``
+    frames, `reference` removed) on its own standardized ``history`` and a constant: weights
+    ``[F, history + 1, horizon]``. Why per feature: 64 small regressions need about 120 k numbers, one over all
+    features together about 7 M, for a validation ADE within 3%."""
+    (mean, std), (res_mean, res_std) = normalize, residual
+    xs, ys = [], []
+    for f in features:
+        for s in range(0, len(f) - history - horizon + 1, stride):
+            window = f[s:s + history + horizon]
+            ref = reference(torch.from_numpy(window[:history])).numpy()
+            xs.append((window[:history] - mean) / std)
+            ys.append((window[history:] - ref - res_mean) / res_std)
+    x, y = np.stack(xs), np.stack(ys)  # [N, H, F], [N, horizon, F]
+    weights = np.zeros((x.shape[2], history + 1, horizon))
+    for n in range(x.shape[2]):
+        design = np.concatenate([x[:, :, n], np.ones((len(x), 1))], axis=1)
+        gram = design.T @ design + penalty * np.eye(history + 1)
+        weights[n] = np.linalg.solve(gram, design.T @ y[:, :, n])
+    return weights
+
+
+def ridge_base(history: Tensor, weights: Tensor) -> Tensor:
+    """Standardized history ``[..., H, F]`` -> the regression's standardized future residual ``[..., horizon, F]``."""
+    design = torch.cat([history, torch.ones_like(history[..., :1, :])], dim=-2)
+    return torch.einsum("...hf,fhk->...kf", design, weights)
