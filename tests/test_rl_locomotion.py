@@ -124,3 +124,7 @@ def test_behaviour_training_writes_actor_replay_and_record(tmp_path) -> None:
     assert actor.meta["steps"] == "200" and actor(np.zeros(11)).shape == (3,)
     replay = np.load(tmp_path / "hopper-v5-replay.npz")
     assert replay["observations"].shape == (200, 11) and replay["actions"].shape == (200, 3)
+    more = train_behaviour("Hopper-v5", tmp_path / "more", target_return=1e9, max_steps=250, eval_every=50,
+                           eval_episodes=1, progress=False, resume=tmp_path / "hopper-v5-sac")
+    assert more["steps"] == 250 and [p["steps"] for p in more["curve"]] == [250]  # continued, not restarted
+    assert np.load(tmp_path / "more" / "hopper-v5-replay.npz")["actions"].shape == (250, 3)

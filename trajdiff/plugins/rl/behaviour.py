@@ -118,9 +118,11 @@ def _actor_from_sb3(model: Any, env: Any, meta: dict[str, Any]) -> GaussianActor
 
 def train_behaviour(env_id: str, out: str | Path, *, target_return: float, max_steps: int = 400_000,
                     eval_every: int = 5000, eval_episodes: int = 5, seed: int = 0, threads: int = 1,
-                    learning_starts: int = 10_000, progress: bool = True) -> dict[str, Any]:
+                    learning_starts: int = 10_000, progress: bool = True,
+                    resume: str | Path | None = None) -> dict[str, Any]:
     """Trains SAC on ``env_id`` until the stochastic policy's mean return reaches ``target_return``;
-    writes ``out/<env>-medium.safetensors``, ``out/<env>-replay.npz`` and ``out/<env>-train.json``."""
+    writes ``out/<env>-medium.safetensors``, ``out/<env>-replay.npz``, ``out/<env>-train.json`` and, to continue
+    training later with ``resume=out/<env>-sac`` (the ``.zip`` and ``-replay.pkl`` pair), the SAC state."""
     try:
         import torch
         from stable_baselines3 import SAC
@@ -132,13 +134,17 @@ def train_behaviour(env_id: str, out: str | Path, *, target_return: float, max_s
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env = make_env(env_id)
-    model = SAC("MlpPolicy", env, seed=seed, learning_starts=learning_starts, verbose=0, device="cpu")
+    if resume is not None:
+        model = SAC.load(f"{resume}.zip", env=env, device="cpu")
+        model.load_replay_buffer(f"{resume}-replay.pkl")
+    else:
+        model = SAC("MlpPolicy", env, seed=seed, learning_starts=learning_starts, verbose=0, device="cpu")
     curve: list[dict[str, float]] = []
     cpu0, wall0 = time.process_time(), time.monotonic()
 
     class Stop(BaseCallback):
         def _on_step(self) -> bool:
-            if self.num_timesteps % eval_every or self.num_timesteps < learning_starts:
+            if self.num_timesteps % eval_every or self.num_timesteps < model.learning_starts:
                 return True
             actor = _actor_from_sb3(model, env, {})
             returns = evaluate(actor, env_id, eval_episodes, seed=10_000 + self.num_timesteps)
@@ -152,7 +158,8 @@ def train_behaviour(env_id: str, out: str | Path, *, target_return: float, max_s
             actor.save(out / f"{env_id.lower()}-checkpoint.safetensors")  # usable if the run is stopped
             return mean < target_return
 
-    model.learn(total_timesteps=max_steps, callback=Stop())
+    model.learn(total_timesteps=max(0, max_steps - model.num_timesteps), callback=Stop(),
+                reset_num_timesteps=resume is None)
     steps = int(model.num_timesteps)
     cpu_minutes = (time.process_time() - cpu0) / 60
     meta = {"env_id": env_id, "algorithm": "stable-baselines3 SAC (default hyperparameters)",
@@ -169,6 +176,8 @@ def train_behaviour(env_id: str, out: str | Path, *, target_return: float, max_s
     summary = {**meta, "wall_minutes": round((time.monotonic() - wall0) / 60, 2), "threads": threads,
                "curve": curve}
     (out / f"{name}-train.json").write_text(json.dumps(summary, indent=2))
+    model.save(str(out / f"{name}-sac.zip"))
+    model.save_replay_buffer(str(out / f"{name}-sac-replay.pkl"))
     env.close()
     return summary
 
@@ -186,12 +195,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=400_000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", default=None, help="continue a run: OUT/<env>-sac (its .zip and -replay.pkl)")
     args = parser.parse_args(argv)
     if args.target is None and args.env_id not in REFERENCE:
         raise SystemExit(f"no expert reference for {args.env_id}; pass --target")
     target = args.target if args.target is not None else REFERENCE[args.env_id]["expert"] / 3
     summary = train_behaviour(args.env_id, Path(args.out).expanduser(), target_return=target, max_steps=args.max_steps,
-                              threads=args.threads, seed=args.seed)
+                              threads=args.threads, seed=args.seed, resume=args.resume)
     print(json.dumps({k: v for k, v in summary.items() if k != "curve"}))
 
 
