@@ -104,7 +104,7 @@ def test_encoder_options_are_checked() -> None:
 def mlp_model(walks, tmp_path_factory) -> Path:
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("motion") / "mlp"
-    api.train("motion", walks, out, recipe="forecast-mlp", history=HISTORY, horizon=HORIZON, steps=150,
+    api.train("motion", walks, out, recipe="forecast-mlp", history=HISTORY, horizon=HORIZON, steps=60,
               batch_size=32, stride=3, network={"kind": "window_mlp", "dim": None, "length": None, "width": 64,
                                                 "depth": 1}, progress=False)
     return out

@@ -94,14 +94,15 @@ class MotionDomain(Domain):
         return {
             "forecast": Recipe("label-conditioned prediction, 1 s of history and 2 s ahead (trajdiff forecast)",
                                {**labelled, "noise": "shared"}),
-            "forecast-mlp": Recipe("label-conditioned prediction with the window MLP (width 512, depth 3) predicting "
-                                   "the clean window, the future as a residual over a body-centred constant "
-                                   "velocity, mirrored copies in training; also streams motion chunk by chunk",
+            "forecast-mlp": Recipe("label-conditioned prediction with the window MLP (width 256, depth 2) predicting "
+                                   "the clean window; the future as a residual over a body-centred constant "
+                                   "velocity and a per-feature ridge forecast; mirrored copies in training; also "
+                                   "streams motion chunk by chunk",
                                    {**labelled, "noise": "shared", "history_prob": 1.0, "parametrization": "x0",
                                     "solver": "dpmpp2m", "nfe": 10,
-                                    "network": {"kind": "window_mlp", "dim": None, "length": None, "width": 512,
-                                                "depth": 3},
-                                    "encoder": {"residual": True, "mirror": True}},
+                                    "network": {"kind": "window_mlp", "dim": None, "length": None, "width": 256,
+                                                "depth": 2},
+                                    "encoder": {"residual": True, "mirror": True, "ridge": True}},
                                    store=seed_motions),
             "stream": Recipe("label-conditioned endless synthesis through the rolling plan (trajdiff sample --label)",
                              {**labelled, "noise": "rolling", "horizon": self.defaults().history},
