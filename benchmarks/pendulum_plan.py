@@ -34,7 +34,7 @@ from trajdiff.plugins.rl.rollout import run_planner  # noqa: E402
 from trajdiff.plugins.rl.value import fit_value, load_value  # noqa: E402
 
 VALIDATION_SEEDS = 100
-GUIDED = [(8, 0.0), (8, 0.3), (8, 1.0), (16, 0.3)]
+GUIDED = [(1, 0.0), (8, 0.0), (8, 0.3), (8, 1.0)]
 """(candidates, value-guidance scale) tried on the validation seeds."""
 
 
@@ -89,7 +89,7 @@ def main() -> None:
         result = run_planner(api.load_model(args.model), "Pendulum-v1", episodes=args.episodes, seed=0, config=config,
                              value=value if name == "value" else None)
         label = {"warm": "warm-started replans (3 NFE)", "noise": "plans from noise (8 NFE)",
-                 "value": f"value-guided, {candidates} candidates, scale {scale} (3 NFE warm)"}[name]
+                 "value": f"value chosen on validation: {candidates} candidate(s), scale {scale} (3 NFE warm)"}[name]
         rows.append({
             "planner": label, "value_guidance": scale, "candidates": candidates,
             "validation_scores": validation if name == "value" else None,
