@@ -51,7 +51,9 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _timeseries_ci  # noqa: E402
 from _common import markdown_table, results_path, write_results  # noqa: E402
+from _timeseries_ci import sample_sums  # noqa: E402
 from etth1 import (  # noqa: E402
     CONTEXT,
     DATA,
@@ -68,7 +70,6 @@ from etth1 import (  # noqa: E402
 )
 
 from trajdiff import api  # noqa: E402
-from trajdiff.core import metrics  # noqa: E402
 from trajdiff.core.calibration import fit_calibration  # noqa: E402
 
 RUNNER = Path(__file__).resolve().parent / "_peers_neuralforecast.py"
@@ -123,10 +124,18 @@ def run_peer(name: str, horizon: int, data: Path, args: argparse.Namespace, work
     if process.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"peer {name} (h={horizon}) failed with exit code {process.returncode}:\n{tail}")
+    peer = load_peer(out, horizon)
+    peer["meta"].update(process_cpu_s=process_cpu, wall_s=time.monotonic() - started)
+    return peer
+
+
+def load_peer(out: Path, horizon: int) -> dict:
+    """A peer's stored forecasts (``.npz`` of `_peers_neuralforecast.py`) split into validation and test windows."""
+    if not out.exists():
+        raise SystemExit(f"{out} not found: --reuse-peers reads the peers' forecasts of an earlier run in --workdir")
     with np.load(out) as result:
         arrays = {key: result[key] for key in result.files}
     meta = json.loads(str(arrays.pop("meta")))
-    meta.update(process_cpu_s=process_cpu, wall_s=time.monotonic() - started)
     first = arrays.pop("first_target")
     val = (first >= TRAIN_END) & (first + horizon <= VAL_END)
     test = first >= VAL_END
@@ -237,7 +246,7 @@ def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, h
         samples = _forecast(loaded, contexts, frames, args.samples, 10, args.seed + 2 + lo, True)
         truth = y_test[lo : lo + args.chunk]
         for key, drawn in (("raw", samples), ("calibrated", centred.apply(samples, base))):
-            sums[key] += _sample_sums(drawn, truth)
+            sums[key] += sample_sums(drawn, truth)
         bases.append(base)
         print(f"  trajdiff h={horizon}: {min(lo + args.chunk, len(x_test))}/{len(x_test)} test windows", flush=True)
     test_base = np.concatenate(bases)
@@ -254,15 +263,6 @@ def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, h
              "train_cpu_minutes": None, "validation_mse": float(np.mean((val_base - y_val) ** 2))}
     ridge["crps"] = ridge["mae"]
     return rows + [ridge], val_base, test_base
-
-
-def _sample_sums(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Sums over the elements of the median's squared and absolute error, the samples' CRPS, 90% coverage."""
-    s, t = torch.from_numpy(samples).float(), torch.from_numpy(np.array(truth, dtype=np.float32))
-    median = np.median(samples, axis=0)
-    return np.array([((median - truth) ** 2).sum(), np.abs(median - truth).sum(),
-                     float(metrics.crps_samples(s, t).sum()),
-                     float(metrics.interval_coverage(s, t, 0.9, reduction="none").sum())])
 
 
 def gaussian_reference(candidates: dict[str, tuple[np.ndarray, np.ndarray]], y_val: np.ndarray,
@@ -312,6 +312,12 @@ def main() -> None:
     parser.add_argument("--peer-python", default="/tmp/nfenv/bin/python", help="interpreter with neuralforecast")
     parser.add_argument("--peers", nargs="*", default=list(PEERS), help=f"subset of {', '.join(PEERS)}")
     parser.add_argument("--no-trajdiff", dest="trajdiff", action="store_false")
+    parser.add_argument("--trajdiff", dest="config", choices=["transformer", "window-mlp-ci"], default="transformer",
+                        help="trajdiff's configuration: etth1.py's transformer, or the channel-independent window "
+                             "MLP of _timeseries_ci.py")
+    parser.add_argument("--reuse-peers", action="store_true",
+                        help="read the peers' forecasts from --workdir (an earlier run's .npz) for the Gaussian "
+                             "reference instead of training them; their rows in the results file stay as they are")
     parser.add_argument("--cap-minutes", type=float, default=20.0, help="CPU minutes of training per model and horizon")
     parser.add_argument("--steps", type=int, default=3000, help="trajdiff's most training steps")
     parser.add_argument("--round-steps", type=int, default=1000, help="trajdiff steps between validation checks")
@@ -333,7 +339,7 @@ def main() -> None:
         raise SystemExit(f"--peers takes {', '.join(PEERS)} (got {unknown}); --horizons takes 96, 192, 336, 720")
     if args.quick:
         args.steps, args.round_steps, args.samples, args.val_windows = 100, 50, 4, 16
-    if args.peers and not Path(args.peer_python).exists():
+    if args.peers and not args.reuse_peers and not Path(args.peer_python).exists():
         raise SystemExit(f"--peer-python {args.peer_python} not found; build it with the two commands in this "
                          "script's docstring")
     if not DATA.exists():
@@ -357,13 +363,25 @@ def main() -> None:
             if args.quick:
                 y_test = y_test[:300]
             peers: dict[str, dict | Exception] = {}
-            runners = run_peers(args.peers, horizon, data, args, workdir, peers)  # they train while trajdiff does
+            if args.reuse_peers:
+                stored = {name: workdir / f"{name}-h{horizon}.npz" for name in args.peers}
+                runners = []
+                for name, npz in stored.items():
+                    peers[name] = load_peer(npz, horizon)
+            else:
+                runners = run_peers(args.peers, horizon, data, args, workdir, peers)  # they train while trajdiff does
             ours = []
             if args.trajdiff:
                 test_part = test[: len(y_test) + CONTEXT + horizon - 1]
                 try:
-                    ours, val_base, test_base = run_trajdiff(train_frame, val, test_part, horizon, args, workdir)
-                    candidates[ours[-1]["method"]] = (val_base, test_base)
+                    if args.config == "window-mlp-ci":
+                        ours, points = _timeseries_ci.run(frame, z, horizon, len(y_test), args, workdir)
+                        candidates.update(points)
+                        for row in ours:
+                            row["command"] = command.strip()
+                    else:
+                        ours, val_base, test_base = run_trajdiff(train_frame, val, test_part, horizon, args, workdir)
+                        candidates[ours[-1]["method"]] = (val_base, test_base)
                 except Exception:  # keep the peers' rows; rerun trajdiff alone with --peers (no names)
                     traceback.print_exc()
             for runner in runners:
@@ -377,8 +395,11 @@ def main() -> None:
                     peer["first_test"], peer["test"] = peer["first_test"][:300], {
                         k: v[:300] for k, v in peer["test"].items()}
                 check_windows(peer, y_test, name)
-                rows.append(peer_row(name, horizon, peer))
-                candidates[rows[-1]["method"]] = (peer["val"]["point"], peer["test"]["point"])
+                candidates[f"{name} (neuralforecast)"] = (peer["val"]["point"], peer["test"]["point"])
+                if not args.reuse_peers:
+                    rows.append(peer_row(name, horizon, peer))
+            if args.reuse_peers and not ours:
+                raise SystemExit("trajdiff failed (above) and the peers were not rerun: nothing to write")
             rows += ours
             if candidates:
                 rows.append(gaussian_reference(candidates, y_val, y_test, horizon))
