@@ -116,6 +116,8 @@ def subject_mean(rows: list[dict], subjects: list[str]) -> list[dict]:
     return out
 
 
+KEYS = ["task", "split", "method", "label", "ade_best", "ade_mean", "fde_mean", "apd", "joint_speed_m_s",
+        "joint_accel_m_s2", "root_speed_m_s", "skating_m_s", "bone_error_mm"]
 COLUMNS = ["split", "method", "ade_best", "ade_mean", "fde_mean", "apd", "joint_speed_m_s", "joint_accel_m_s2",
            "root_speed_m_s", "skating_m_s", "bone_error_mm"]
 
@@ -132,7 +134,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", type=Path, default=None, help="folder for the models (reused when there)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["prediction", "subjects", "streams"],
-                        help="parts to leave out; prediction and subjects: their rows are kept from the results file")
+                        help="parts to leave out; their rows are kept from the results file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.monotonic()
@@ -145,15 +147,19 @@ def main() -> None:
     path = results_path("motion", quick)
 
     commands = [" ".join(["benchmarks/motion.py", *sys.argv[1:]])]
-    if {"prediction", "subjects"} & set(args.skip) and path.exists():
+    if args.skip and path.exists():
         earlier = json.loads(path.read_text())
-        rows.extend(r for r in earlier["rows"] if r["task"] == "prediction" and
-                    ((r["split"] == "clips" and "prediction" in args.skip) or
-                     (r["split"] != "clips" and "subjects" in args.skip)))
+        rows.extend(r for r in earlier["rows"] if (r["task"] == "stream" and "streams" in args.skip) or
+                    (r["task"] == "prediction" and ((r["split"] == "clips" and "prediction" in args.skip) or
+                                                    (r["split"] != "clips" and "subjects" in args.skip))))
         trained.update(earlier.get("training", {}))
         commands = [*earlier.get("commands", [earlier["command"]]), *commands]
 
     def save() -> None:
+        for row in rows:  # every row carries the keys (None where a figure does not apply)
+            row.setdefault("split", "clips")
+            for key in KEYS:
+                row.setdefault(key, None)
         write_results("motion", commands[-1], rows, path, commands=commands, choices=CHOICES, training=trained,
                       seconds=time.monotonic() - started)
 
@@ -187,6 +193,7 @@ def main() -> None:
                              ["method", "label", "seconds", "block", "joint_speed_m_s", "joint_accel_m_s2",
                               "root_speed_m_s", "skating_m_s", "bone_error_mm", "frechet"]), flush=True)
         save()
+    save()
     print(f"-> {path}")
 
 
