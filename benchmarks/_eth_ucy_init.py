@@ -41,12 +41,14 @@ class SetMLP(nn.Module):
         return out.view(len(history), self.k, self.horizon, 2)
 
 
-def train_set(x: np.ndarray, history: int, *, k: int = 20, steps: int = 6000, batch_size: int = 256,
-              lr: float = 1e-3, max_minutes: float = 10.0, seed: int = 0) -> tuple[SetMLP, dict[str, Any]]:
-    """Trains a `SetMLP` on encoded training windows ``x [N, T, D]`` with the best-of-K displacement loss."""
+def train_set(x: np.ndarray, history: int, *, k: int = 20, steps: int = 6000, width: int = 256, depth: int = 3,
+              fde_weight: float = 0.0, batch_size: int = 256, lr: float = 1e-3, max_minutes: float = 10.0,
+              seed: int = 0) -> tuple[SetMLP, dict[str, Any]]:
+    """Trains a `SetMLP` on encoded training windows ``x [N, T, D]`` with the best-of-K loss: the mean
+    displacement plus ``fde_weight`` times the final one, of the best of the K futures."""
     torch.manual_seed(seed)
     data = torch.from_numpy(np.asarray(x, dtype=np.float32))
-    model = SetMLP(history, data.shape[2], data.shape[1] - history, k)
+    model = SetMLP(history, data.shape[2], data.shape[1] - history, k, width=width, depth=depth)
     optim = torch.optim.AdamW(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=lr, total_steps=steps, pct_start=0.05)
     generator = torch.Generator().manual_seed(seed)
@@ -55,8 +57,8 @@ def train_set(x: np.ndarray, history: int, *, k: int = 20, steps: int = 6000, ba
     for done in range(1, steps + 1):  # noqa: B007 (the count of steps taken is reported)
         batch = data[torch.randint(len(data), (batch_size,), generator=generator)]
         pred = model(batch[:, :history])
-        err = (pred - batch[:, None, history:, :2]).norm(dim=-1).mean(-1)  # [B, K] mean displacement
-        loss = err.min(1).values.mean()
+        dist = (pred - batch[:, None, history:, :2]).norm(dim=-1)  # [B, K, F]
+        loss = (dist.mean(-1) + fde_weight * dist[..., -1]).min(1).values.mean()
         optim.zero_grad()
         loss.backward()
         optim.step()

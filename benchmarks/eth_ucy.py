@@ -23,6 +23,8 @@ are from the papers (Social-GAN 20VP20, Trajectron++, MID, LED). ``--full`` runs
 (every window, NFE 10) into ``results/eth_ucy_full.json`` with LED's per-scene figures and the window
 count checked against Social-GAN's counting (`_eth_ucy_full`); ``--split val`` evaluates on the training
 scenes' validation files instead of the left-out scene (for choosing settings without the test scene).
+``--initializer STEPS[:WIDTH[:FDE_WEIGHT]]`` adds rows for a learned set of 20 futures trained on the best-of-20
+loss (LED's initializer idea, `_eth_ucy_init`), ``--refine-start`` that set denoised by the diffusion model.
 
     .venv/bin/python benchmarks/eth_ucy.py --full --steps 4000 --cluster-from 100   # results/eth_ucy_full.json
     .venv/bin/python benchmarks/eth_ucy.py --minutes 3           # writes results/eth_ucy.json
@@ -292,17 +294,25 @@ def set_rows(scene: str, loaded: api.LoadedModel, windows: TestWindows, info: di
     """The learned set of ``--samples`` futures (`_eth_ucy_init`), trained on the scene's training windows, alone
     and refined by the diffusion model from each ``--refine-start`` level."""
     x = training_windows(loaded, DATA / scene / "train", args.mirror, args.speed_ref)
-    net, trained = train_set(x, OBS, k=args.samples, steps=args.initializer, seed=args.seed)
-    info.update(trained)
-    started = time.perf_counter()
-    pred = set_futures(net, windows.contexts, windows.frames, OBS) / windows.factor[:, None, None, None]
-    seconds = time.perf_counter() - started
-    ade, fde = errors(pred, windows.truth)
-    name = f"learned set of {args.samples} (best-of-{args.samples} loss)"
-    cpu = trained["set_cpu_minutes"]
-    rows = [{"scene": scene, "method": name, "samples": args.samples, "nfe": 0, "windows": len(windows.groups),
-             "ade": ade, "fde": fde, "train_cpu_minutes": cpu, "sample_seconds": round(seconds, 2)}]
-    for start in args.refine_start:
+    rows, first = [], None
+    for spec in args.initializer:  # STEPS[:WIDTH[:FDE_WEIGHT]]
+        steps, width, weight = ([*map(float, spec.split(":")), 256, 0.0][:3] if ":" in spec
+                                else (float(spec), 256, 0.0))
+        net, trained = train_set(x, OBS, k=args.samples, steps=int(steps), width=int(width), fde_weight=weight,
+                                 seed=args.seed)
+        info.setdefault("sets", []).append({"spec": spec, **trained})
+        started = time.perf_counter()
+        pred = set_futures(net, windows.contexts, windows.frames, OBS) / windows.factor[:, None, None, None]
+        seconds = time.perf_counter() - started
+        ade, fde = errors(pred, windows.truth)
+        name = (f"learned set of {args.samples} (best-of-{args.samples} loss; {int(steps)} steps, width "
+                f"{int(width)}, FDE weight {weight:g})")
+        first = first or (net, name, trained["set_cpu_minutes"])
+        rows.append({"scene": scene, "method": name, "samples": args.samples, "nfe": 0, "windows": len(windows.groups),
+                     "ade": ade, "fde": fde, "train_cpu_minutes": trained["set_cpu_minutes"],
+                     "sample_seconds": round(seconds, 2)})
+    net, name, cpu = first
+    for start in args.refine_start:  # the first set, denoised by the diffusion model
         started = time.perf_counter()
         pred = refined_futures(loaded, net, windows.contexts, windows.frames, start=start, nfe=args.refine_nfe,
                                seed=args.seed) / windows.factor[:, None, None, None]
@@ -354,8 +364,8 @@ def main() -> None:
     parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True,
                         help="add mirrored copies of the training windows (the traffic domain's augmentation)")
     parser.add_argument("--samples", type=int, default=20)
-    parser.add_argument("--initializer", type=int, default=0,
-                        help="also train a learned set of --samples futures this many steps (_eth_ucy_init); 0: off")
+    parser.add_argument("--initializer", nargs="*", default=[], metavar="STEPS[:WIDTH[:FDE_WEIGHT]]",
+                        help="also train learned sets of --samples futures (_eth_ucy_init), one row each")
     parser.add_argument("--refine-start", type=float, nargs="*", default=[],
                         help="also denoise the learned set with the diffusion model from these levels (0-1)")
     parser.add_argument("--refine-nfe", type=int, default=4, help="network evaluations of that denoising")

@@ -83,3 +83,22 @@ def test_spread_keeps_the_mean_and_scales_deviations() -> None:
     wide = spread(pred, 1.5)
     assert np.allclose(wide.mean(1), pred.mean(1))
     assert np.allclose(wide - wide.mean(1, keepdims=True), 1.5 * (pred - pred.mean(1, keepdims=True)))
+
+
+def test_learned_set_covers_both_modes() -> None:
+    """Futures that go +1 or -1 from the same history: a set of 2 trained on the best of the 2 puts one future on
+    each (the mean of the two, what a single regression learns, is 1 away from both)."""
+    import torch
+    from _eth_ucy_init import train_set
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    x = np.zeros((512, 6, 3), dtype=np.float32)
+    x[:, :2] = rng.normal(scale=0.01, size=(512, 2, 3))
+    x[:, 2:, :2] = np.where(rng.random(512) < 0.5, 1.0, -1.0)[:, None, None]
+    net, info = train_set(x, 2, k=2, steps=300, width=32, depth=2, batch_size=64, lr=3e-3)
+    with torch.no_grad():
+        pred = net(torch.from_numpy(x[:8, :2])).numpy()  # [8, 2, 4, 2]
+    assert info["set_steps"] == 300
+    ends = np.sort(pred[:, :, -1, 0], axis=1)
+    assert np.allclose(ends[:, 0], -1.0, atol=0.2) and np.allclose(ends[:, 1], 1.0, atol=0.2)
