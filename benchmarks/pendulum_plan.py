@@ -34,7 +34,7 @@ from trajdiff.plugins.rl.rollout import run_planner  # noqa: E402
 from trajdiff.plugins.rl.value import fit_value, load_value  # noqa: E402
 
 VALIDATION_SEEDS = 100
-GUIDED = [(1, 0.0), (8, 0.0), (8, 0.3), (8, 1.0)]
+GUIDED = [(1, 0.0), (1, 3.0), (1, 10.0), (1, 30.0), (8, 0.0), (8, 10.0)]
 """(candidates, value-guidance scale) tried on the validation seeds."""
 
 
