@@ -13,11 +13,29 @@ from pathlib import Path
 
 import numpy as np
 
+from trajdiff.core.data import Episodes
+
 LED = {  # minADE20 / minFDE20 (m) per scene, Mao et al., "Leapfrog Diffusion Model", CVPR 2023, table 1
     "eth": (0.39, 0.58), "hotel": (0.11, 0.17), "univ": (0.26, 0.43), "zara1": (0.18, 0.26), "zara2": (0.13, 0.22),
 }
 PROTOCOL_WINDOWS = 33654  # agent windows of the five test scenes under the Social-GAN windowing
 ROW_KEYS = ("scene", "method", "samples", "windows", "ade", "fde", "train_cpu_minutes", "sample_seconds")
+
+
+def social_gan_groups(episodes: Episodes, length: int, min_agents: int = 2, max_groups: int = 0
+                      ) -> tuple[list[tuple[str, float]], dict[tuple[str, float], list[tuple[int, int]]]]:
+    """The Social-GAN windows of loaded tracks: (scene, start time) keys of the windows where at least ``min_agents``
+    agents are present in all ``length`` frames (``max_groups`` evenly spaced ones when given; 0: all), in order,
+    and each key's (episode, start row) pairs."""
+    by_group: dict[tuple[str, float], list[tuple[int, int]]] = {}
+    for i, seq in enumerate(episodes.sequences):
+        times = episodes.meta[i]["times"]
+        for s in range(len(seq) - length + 1):
+            by_group.setdefault((episodes.meta[i]["scene"], float(times[s])), []).append((i, s))
+    keys = [k for k in sorted(by_group) if len(by_group[k]) >= min_agents]
+    if max_groups and len(keys) > max_groups:
+        keys = [keys[j] for j in np.linspace(0, len(keys) - 1, max_groups).round().astype(int)]
+    return keys, by_group
 
 
 def social_gan_windows(folder: Path, length: int = 20, min_agents: int = 2) -> int:

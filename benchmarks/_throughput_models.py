@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from _eth_ucy_full import social_gan_groups
 
 from trajdiff import api
 from trajdiff.core import metrics
@@ -60,22 +61,14 @@ def pedestrian_windows(max_groups: int, split: str = "test") -> Windows:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         episodes = TrafficDomain().load(ETH_UCY / SCENE / split)
-    length = OBS + PRED
-    by_group: dict[tuple[str, float], list[tuple[int, int]]] = {}
-    for i, seq in enumerate(episodes.sequences):
-        times = episodes.meta[i]["times"]
-        for s in range(len(seq) - length + 1):
-            by_group.setdefault((episodes.meta[i]["scene"], float(times[s])), []).append((i, s))
-    keys = [k for k in sorted(by_group) if len(by_group[k]) >= 2]
-    if max_groups and len(keys) > max_groups:
-        keys = [keys[j] for j in np.linspace(0, len(keys) - 1, max_groups).round().astype(int)]
+    keys, by_group = social_gan_groups(episodes, OBS + PRED, 2, max_groups)
     sequences, ids, metas, truth = [], [], [], []
     for g, key in enumerate(keys):
         for i, s in by_group[key]:
             sequences.append(episodes.sequences[i][s:s + OBS])
             ids.append(f"w{g}:{episodes.ids[i]}")
             metas.append({**episodes.meta[i], "times": episodes.meta[i]["times"][s:s + OBS], "entity": ids[-1]})
-            truth.append(episodes.sequences[i][s + OBS:s + length, :2])
+            truth.append(episodes.sequences[i][s + OBS:s + OBS + PRED, :2])
     return Windows(Episodes(sequences, list(episodes.columns), ids=ids, meta=metas), np.stack(truth),
                    "minADE20/minFDE20 (m)", [0, 1])
 

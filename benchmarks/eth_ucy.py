@@ -48,7 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, markdown_table, results_path, write_results  # noqa: E402
-from _eth_ucy_full import led_rows, window_check  # noqa: E402
+from _eth_ucy_full import led_rows, social_gan_groups, window_check  # noqa: E402
 from _eth_ucy_init import refined_futures, set_futures, train_set, training_windows  # noqa: E402
 from _eth_ucy_scale import file_factors, length_columns, rescale, spread  # noqa: E402
 
@@ -93,14 +93,7 @@ def test_windows(folder: Path, loaded: api.LoadedModel, min_agents: int = 2, max
         warnings.simplefilter("ignore")
         episodes = loaded.domain.load(folder, neighbours=loaded.encoder.neighbours)
     length = OBS + PRED
-    by_group: dict[tuple[str, float], list[tuple[int, int]]] = {}
-    for i, seq in enumerate(episodes.sequences):
-        times = episodes.meta[i]["times"]
-        for s in range(len(seq) - length + 1):
-            by_group.setdefault((episodes.meta[i]["scene"], float(times[s])), []).append((i, s))
-    keys = [k for k in sorted(by_group) if len(by_group[k]) >= min_agents]
-    if max_groups and len(keys) > max_groups:
-        keys = [keys[j] for j in np.linspace(0, len(keys) - 1, max_groups).round().astype(int)]
+    keys, by_group = social_gan_groups(episodes, length, min_agents, max_groups)
     factors: dict[str, float] = {}
     if speed_ref > 0:
         pieces: dict[str, list[np.ndarray]] = {}
