@@ -13,6 +13,7 @@ from torch import Tensor
 
 from trajdiff.core.data import Episodes
 from trajdiff.errors import ConfigError
+from trajdiff.plugins.recipes import window_mlp_recipe
 from trajdiff.plugins.spec import Baseline, Cost, DatasetCard, Domain, Metric, ModelDefaults, Projection, Recipe
 from trajdiff.plugins.timeseries.baselines import SeasonalNaive, last_value, linear_base
 from trajdiff.plugins.timeseries.chaotic import SYSTEMS, write_chaotic_dataset
@@ -70,14 +71,9 @@ class TimeSeriesDomain(Domain):
         )
 
     def recipes(self) -> dict[str, Recipe]:
-        """``window-mlp``: the window MLP (`trajdiff.core.networks.window_mlp`: one MLP over the whole window, whose
-        blocks cost the same whatever the token count), predicting the clean window, trained with one noise level
-        per window and the history always clean, for full-sequence forecasts; `benchmarks/throughput.py` compares
-        it with the default."""
-        return {"window-mlp": Recipe("window MLP, one noise level per window (faster forecasts)",
-                                     {"network": {"kind": "window_mlp", "dim": None, "length": None, "width": 256,
-                                                  "depth": 3}, "parametrization": "x0", "noise": "shared",
-                                     "history_prob": 1.0})}
+        """``window-mlp``: `trajdiff.plugins.recipes.window_mlp_recipe` (width 256, depth 3), for full-sequence
+        forecasts; `benchmarks/throughput.py` compares it with the default."""
+        return {"window-mlp": window_mlp_recipe()}
 
     def costs(self) -> dict[str, Cost]:
         return {"smoothness": smoothness}
