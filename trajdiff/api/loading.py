@@ -15,7 +15,7 @@ from trajdiff.core.calibration import Calibration
 from trajdiff.core.data import Episodes
 from trajdiff.core.model import DiffusionModel
 from trajdiff.core.window_source import WindowIndex, WindowSource
-from trajdiff.errors import CheckpointError, ConfigError, DataError, ShapeError
+from trajdiff.errors import CheckpointError, ConfigError, DataError, TrajdiffError
 from trajdiff.plugins.identity import same_package
 from trajdiff.plugins.manager import Plugins, get_plugins
 from trajdiff.plugins.spec import Domain, Encoder, ModelDefaults
@@ -135,10 +135,9 @@ def load_model(model_dir: str | Path, *, domain: str | None = None, plugins: Plu
     dom = registry.domain(_recorded_domain(model_dir, model.extra, qualifier, registry))
     try:
         encoder = dom.encoder_from_state(model.extra["encoder"])
-    except (ConfigError, DataError, ShapeError, KeyError, TypeError, ValueError) as error:
-        detail = f"{type(error).__name__}: {error}" if isinstance(error, (KeyError, TypeError)) else str(error)
+    except TrajdiffError as error:  # the encoder refused the state; any other exception is the plugin's fault
         raise CheckpointError(f"{Path(model_dir) / 'config.json'}: extra.encoder is not a state the {dom.name!r} "
-                              f"encoder loads ({detail}); re-copy the model directory") from None
+                              f"encoder loads ({error}); re-copy the model directory") from None
     defaults = validate_defaults(model.extra.get("defaults"), Path(model_dir) / "config.json")
     return LoadedModel(model, dom.with_encoder(encoder), encoder, defaults, Calibration.load(model_dir), registry,
                        Path(model_dir))
