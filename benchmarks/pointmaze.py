@@ -116,7 +116,7 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
         skip = SKIPS[maze]  # the first token (skip rows) is the present
         summary = api.train("rl", dataset_id, model_dir, minutes=args.minutes, steps=args.train_steps,
                             history=skip, horizon=horizon - skip, encoder={"skip": skip}, progress=False,
-                            seed=args.seed)
+                            seed=args.seed, recipe=args.recipe)
         train_s, train_steps = summary.seconds, summary.steps
         cpu_min = (time.process_time() - cpu0) / 60
         record.write_text(json.dumps({"seconds": train_s, "cpu_minutes": cpu_min, "steps": train_steps,
@@ -128,7 +128,7 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
         config = PlannerConfig(warm_start=warm, candidates=args.candidates, replan_every=args.replan_every,
                                nfe=args.nfe, warm_nfe=args.warm_nfe, support_check=args.support_check,
                                support_guidance=args.support_guidance, speed_margin=args.speed_margin,
-                               lookahead=args.lookahead)
+                               lookahead=args.lookahead, warm_level=args.warm_level)
         episodes = args.episodes if warm else args.cold_episodes
         render = Path(args.models) / f"{maze}.png" if warm else None
         results[warm] = run_planner(loaded, ENV_IDS[maze], episodes=episodes, seed=args.seeds_from, config=config,
@@ -139,6 +139,7 @@ def run_maze(maze: str, args: argparse.Namespace, root: Path) -> dict:
     cold = results.get(False, {"score_mean": None, "score_se": None, "ms_per_decision": None, "normalized_scores": []})
     return {
         "maze": maze, "env": ENV_IDS[maze], "dataset": dataset_id, "dataset_steps": args.steps,
+        "recipe": loaded.model.extra.get("recipe", {}).get("name"), "network": loaded.defaults.network,
         "collect_s": round(collect_s, 1), "train_steps": train_steps, "train_s": round(train_s, 1),
         "train_cpu_minutes": round(cpu_min, 2), "horizon": horizon,
         "score_mean": warm["score_mean"], "score_se": warm["score_se"], "success_rate": warm["success_rate"],
@@ -161,6 +162,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1_000_000, help="data set size (environment steps)")
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget per maze (wall minutes)")
     parser.add_argument("--train-steps", type=int, default=200_000, help="training steps cap")
+    parser.add_argument("--recipe", default=None, help="the rl domain's training recipe (e.g. window-mlp)")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--cold-episodes", type=int, default=5, help="episodes without warm starts (timing)")
     defaults = PlannerConfig()
@@ -168,6 +170,8 @@ def main() -> None:
     parser.add_argument("--replan-every", type=int, default=defaults.replan_every)
     parser.add_argument("--nfe", type=int, default=defaults.nfe)
     parser.add_argument("--warm-nfe", type=int, default=defaults.warm_nfe)
+    parser.add_argument("--warm-level", type=float, default=defaults.warm_level,
+                        help="noise level a warm start re-noises the previous plan to (1: a fresh plan)")
     parser.add_argument("--support-check", action=argparse.BooleanOptionalAction, default=defaults.support_check)
     parser.add_argument("--support-guidance", type=float, default=defaults.support_guidance)
     parser.add_argument("--speed-margin", type=float, default=defaults.speed_margin)

@@ -442,6 +442,27 @@ def test_maze_planner_runs_closed_loop_with_warm_starts(umaze_small, maze_model,
         run_planner(api.load_model(model), "PointMaze_UMaze-v3", episodes=1, config=PlannerConfig(replan_every=6))
 
 
+def test_window_mlp_recipe_plans_from_the_present_to_the_goal(umaze_small, tmp_path, monkeypatch) -> None:
+    """The rl domain's ``window-mlp`` recipe (one MLP over the whole plan): its plans hold the present state
+    clean in the first token and the goal exactly at each candidate's goal token (inpainting), with warm starts."""
+    root, dataset_id = umaze_small
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    model = tmp_path / "maze-mlp"
+    api.train("rl", dataset_id, model, steps=40, progress=False, recipe="window-mlp",
+              network={"kind": "window_mlp", "dim": None, "length": None, "width": 32, "depth": 1})
+    loaded = api.load_model(model)
+    assert loaded.model.network.config["kind"] == "window_mlp" and loaded.defaults.parametrization == "x0"
+    assert loaded.model.extra["recipe"]["name"] == "window-mlp"
+    planner, obs = _maze_planner(model, candidates=3, nfe=4, warm_nfe=2, speed_margin=1e6, support_guidance=0.0)
+    row = planner._row(obs)
+    for warm in (False, True):
+        rows = planner.plan(obs)
+        assert np.allclose(rows[0, planner.obs_cols], row[planner.obs_cols], atol=1e-4)
+        goal_row = rows[planner.goal_token * planner.skip]
+        assert np.allclose(goal_row[planner.position_cols], row[planner.goal_cols], atol=1e-4), warm
+    assert len(planner.stats.plans) == 1 and len(planner.stats.warm_plans) == 1
+
+
 # ------------------------------------------------------------------------------------- command line
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from trajdiff.core.data import Episodes
+from trajdiff.plugins.recipes import window_mlp_recipe
 from trajdiff.plugins.rl.encoder import StateActionEncoder
 from trajdiff.plugins.rl.loader import load_minari
-from trajdiff.plugins.spec import DatasetCard, Domain, ModelDefaults
+from trajdiff.plugins.spec import DatasetCard, Domain, ModelDefaults, Recipe
 
 
 class RLDomain(Domain):
@@ -38,6 +39,12 @@ class RLDomain(Domain):
             schedule="cosine", parametrization="v", steps=20000, batch_size=64, lr=5e-4, stride=4,
             solver="ddim", nfe=20, samples=1, encoder={"skip": 4}, noise="shared",
         )
+
+    def recipes(self) -> dict[str, Recipe]:
+        """``window-mlp``: `trajdiff.plugins.recipes.window_mlp_recipe` (width 256, depth 3): plans sample with one
+        noise level per window, so one MLP over the whole plan serves, and a decision costs a fraction of the
+        transformer's (`benchmarks/pointmaze.py --recipe window-mlp`)."""
+        return {"window-mlp": window_mlp_recipe()}
 
 
 def dataset_cards() -> list[DatasetCard]:
