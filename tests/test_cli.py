@@ -161,3 +161,24 @@ def test_timeseries_through_the_cli_with_loader_options(tmp_path) -> None:
                    "--encoder-option", "colour=blue"])
     assert unknown.returncode == 2 and "domain 'timeseries' does not accept the encoder options" in unknown.stderr
     assert "colour" in unknown.stderr
+
+
+@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_command_line_waits_passively_for_openmp_work_unless_told(given, expected) -> None:
+    """Spinning OpenMP threads slow every command by tens of times while another process keeps a core busy: the
+    command line sets a passive wait before torch loads its runtime, and keeps a policy the user chose."""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    # records the policy at the moment torch is first imported (when its OpenMP runtime reads it)
+    code = ("import os, sys\n"
+            "seen = []\n"
+            "class Watch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch' and not seen:\n"
+            "            seen.append(os.environ.get('OMP_WAIT_POLICY', 'unset'))\n"
+            "sys.meta_path.insert(0, Watch())\n"
+            "import trajdiff.cli, torch\n"
+            "print(seen[0])\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [expected]
