@@ -52,6 +52,8 @@ def forecast(
                             "cluster this machine is in, else a new local one); needs trajdiff[ray]."),
     partition_by: str = typer.Option(None, help="Split one large CSV/Parquet file into partitions by this column "
                                      "(the entity), a chunk of rows at a time, and forecast one at a time."),
+    precision: str = typer.Option("float32", help="float32, or bfloat16: the network's matrix products in "
+                                  "bfloat16, faster on CPUs with bfloat16 units (AMX, AVX512-BF16), slower elsewhere."),
 ) -> None:
     """Forecast every entity in a data file, or a folder of partition files (one at a time, bounded memory; on
     Ray with --ray): one row per sample, entity and future step."""
@@ -63,6 +65,7 @@ def forecast(
                               costs=parse_costs(cost), load_options=parse_options(load_option), draws=draws,
                               antithetic=antithetic, calibrated=not uncalibrated, horizon=horizon,
                               roll_stride=roll_stride, plan=plan, ray=ray, partition_by=partition_by,
+                              precision=precision,
                               plan_options=parse_options(plan_option, "--plan-option", "chunk=2 or window=3"))
     except TrajdiffError as error:
         fail(error)
