@@ -12,7 +12,9 @@ the teacher of each domain is the transformer that was its default network, at i
 (`eth_ucy_cpu.json`, `vessel.json`, `etth1-throughput-h96.json`); the students are the window MLP
 (`trajdiff.core.networks.window_mlp`) trained on the same data, and students that `api.distill` makes of the
 larger window MLPs (method ``trajectory``, 2,500 steps, on the teacher's training windows; ``--train`` makes them
-after their teachers). Any other model folder can be timed with ``--extra NAME=DOMAIN:FOLDER``.
+after their teachers). Any other model folder can be timed with ``--extra NAME=DOMAIN:FOLDER``. Rows marked bfloat16
+run the same model with ``precision="bfloat16"`` (the network's matrix products in bfloat16 under CPU autocast;
+fast on CPUs with AMX or AVX512-BF16 units, as this VM's), the teacher among them for a same-precision ratio.
 
     .venv/bin/python benchmarks/throughput.py --train all --models /tmp/throughput-models
     .venv/bin/python benchmarks/throughput.py --models /tmp/throughput-models
@@ -126,6 +128,7 @@ class Method:
 
 
 ETTH1 = {"antithetic": True, "nfe": 10}  # the settings of `etth1-throughput-h96.json`
+BF16 = {"precision": "bfloat16"}  # the network's matrix products in bfloat16 (CPU autocast), the solver in float32
 METHODS: dict[str, list[Method]] = {
     "pedestrians": [Method("transformer w64 d3 (teacher)", "pedestrians-transformer"),
                     Method("window MLP w256 d3", "pedestrians-mlp"),
@@ -133,18 +136,23 @@ METHODS: dict[str, list[Method]] = {
                     Method("window MLP w128 d2, 3 NFE", "pedestrians-mlp-small", {"nfe": 3}),
                     Method("window MLP w128 d2, 2 NFE", "pedestrians-mlp-small", {"nfe": 2}),
                     Method("distilled window MLP w256 d3, 2 NFE", "pedestrians-mlp-d2"),
-                    Method("distilled window MLP w256 d3, 1 NFE", "pedestrians-mlp-d2", {"nfe": 1})],
+                    Method("distilled window MLP w256 d3, 1 NFE", "pedestrians-mlp-d2", {"nfe": 1}),
+                    Method("distilled window MLP w256 d3, 1 NFE, bfloat16", "pedestrians-mlp-d2", {"nfe": 1, **BF16}),
+                    Method("transformer w64 d3 (teacher), bfloat16", "pedestrians-transformer", BF16)],
     "vessels": [Method("transformer w64 d3 (teacher)", "vessels-transformer"),
                 Method("window MLP w256 d3", "vessels-mlp"),
                 Method("window MLP w128 d2", "vessels-mlp-small", compile=True),
                 Method("window MLP w128 d2, 3 NFE", "vessels-mlp-small", {"nfe": 3}),
                 Method("window MLP w128 d2, 2 NFE", "vessels-mlp-small", {"nfe": 2}),
                 Method("distilled window MLP w256 d3, 2 NFE", "vessels-mlp-d2"),
-                Method("distilled window MLP w256 d3, 1 NFE", "vessels-mlp-d2", {"nfe": 1})],
+                Method("distilled window MLP w256 d3, 1 NFE", "vessels-mlp-d2", {"nfe": 1}),
+                Method("distilled window MLP w256 d3, 1 NFE, bfloat16", "vessels-mlp-d2", {"nfe": 1, **BF16}),
+                Method("transformer w64 d3 (teacher), bfloat16", "vessels-transformer", BF16)],
     "etth1": [Method("transformer w128 d3 (teacher)", "etth1-transformer", ETTH1),
               Method("window MLP w256 d3", "etth1-mlp", ETTH1, compile=True),
               Method("window MLP w256 d3, 5 NFE", "etth1-mlp", {**ETTH1, "nfe": 5}),
-              Method("window MLP w256 d3, 3 NFE", "etth1-mlp", {**ETTH1, "nfe": 3})],
+              Method("window MLP w256 d3, 3 NFE", "etth1-mlp", {**ETTH1, "nfe": 3}),
+              Method("window MLP w256 d3, 5 NFE, bfloat16", "etth1-mlp", {**ETTH1, "nfe": 5, **BF16})],
 }
 SAMPLES = 20
 
@@ -211,6 +219,7 @@ def time_methods(domain: str, methods: list[Method], args: argparse.Namespace) -
                 "trajectories_per_s": rate, "quality_metric": windows.metric, "quality": scores[method.label],
                 "teacher_quality": scores[teacher.label], "network": loaded.model.network.config["kind"],
                 "solver": method.options.get("solver", loaded.defaults.solver), "windows": len(windows.episodes),
+                "precision": method.options.get("precision", "float32"),
                 "trajectories": trajectories, "windows_per_s": len(windows.episodes) / median(walls),
                 "seconds_median": median(walls),
                 "cpu_seconds_median": median(cpus), "trajectories_per_cpu_s": trajectories / median(cpus),
