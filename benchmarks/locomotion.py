@@ -1,12 +1,12 @@
 """Reward planning on MuJoCo locomotion beside the offline-RL methods a user would pick (d3rlpy), in one run.
 
-Data: `trajdiff datasets make hopper-medium` (the D4RL recipe, `trajdiff.plugins.rl.locomotion`), made here
+Data: `trajdiff datasets make halfcheetah-medium` (the D4RL recipe, `trajdiff.plugins.rl.locomotion`), made here
 if missing. trajdiff: a planner trained on it (every step a token, 32-step plans, the present inpainted,
-planned actions executed, replanning every step warm-started at 3 NFE) and a value of its plans fitted on
-the data's discounted returns (`trajdiff fit-value`); candidates and value-guidance scale chosen on reset
-seeds 100+ (never the reported ones). Peers: d3rlpy's BC, IQL and TD3+BC with its documented D4RL
-hyperparameters (`_peers_d3rlpy.py`), trained in their own environment (d3rlpy 2.8.1 pins
-gymnasium==1.0.0, which trajdiff's rl extra cannot share) through a subprocess of --peer-python:
+planned actions executed, replanning every step warm-started at 3 NFE; `--recipe window-mlp` for the window
+MLP) and a value of its plans fitted on the data's discounted returns (`trajdiff fit-value`); candidates,
+value-guidance scale and warm level chosen on reset seeds 100+ (never the reported ones). Peers: d3rlpy's BC,
+IQL and TD3+BC with its documented D4RL hyperparameters (`_peers_d3rlpy.py`), trained in their own environment
+(d3rlpy 2.8.1 pins gymnasium==1.0.0, which trajdiff's rl extra cannot share) through a subprocess of --peer-python:
 
     python3 -m venv /tmp/d3env && /tmp/d3env/bin/pip install torch==2.13.0 && /tmp/d3env/bin/pip install d3rlpy
 
@@ -15,7 +15,11 @@ gymnasium, on reset seeds 0..episodes-1; scores are normalized with the data set
 (expert: D4RL's; random: measured by Minari on the v5 environment). Each method gets at most
 --cpu-minutes of training CPU time.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/locomotion.py --body hopper --peer-python /tmp/d3env/bin/python
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/locomotion.py --body halfcheetah --peer-python /tmp/d3env/bin/python
+
+`--reuse-peers` evaluates (again, here, on the same seeds) the peer policies an earlier run trained into --work,
+so that another trajdiff configuration can be compared without retraining them; their rows say so.
+The results file keeps one set of rows per data set (each with its command).
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ from trajdiff.plugins.rl.rollout import normalized_score, run_planner  # noqa: E
 from trajdiff.plugins.rl.value import fit_value, load_value  # noqa: E402
 
 VALIDATION_SEED = 100
-GUIDED = [(1, 0.0), (8, 0.0), (8, 0.3)]
-"""(candidates, value-guidance scale) tried on the validation seeds."""
+GUIDED = [(1, 0.0, 0.8), (1, 0.0, 1.0), (8, 0.0, 0.8), (8, 0.0, 1.0), (8, 1.0, 0.8), (16, 0.0, 1.0)]
+"""(candidates, value-guidance scale, warm level) tried on the validation seeds; with more than one candidate
+the value ranks them. Warm level 1.0 replans from noise in the warm steps' 3 evaluations."""
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
@@ -99,13 +104,17 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int
 
 
 def run_peer(method: str, data: Path, args: argparse.Namespace, env_id: str, source: dict[str, Any]) -> dict:
+    """Trains ``method`` in the peers' environment (or, with --reuse-peers, takes the policy an earlier run of this
+    script trained into --work) and evaluates it here."""
     out = Path(args.work) / f"peer-{method}"
-    command = [args.peer_python, str(Path(__file__).with_name("_peers_d3rlpy.py")), str(data), method, str(out),
-               "--cpu-minutes", str(args.cpu_minutes)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"{method} failed: {done.stderr[-2000:]}")
+    reused = args.reuse_peers and (out / "policy.pt").is_file() and (out / "train.json").is_file()
+    if not reused:
+        command = [args.peer_python, str(Path(__file__).with_name("_peers_d3rlpy.py")), str(data), method, str(out),
+                   "--cpu-minutes", str(args.cpu_minutes)]
+        env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise SystemExit(f"{method} failed: {done.stderr[-2000:]}")
     record = json.loads((out / "train.json").read_text())
     policy = torch.jit.load(str(out / "policy.pt"))
 
@@ -115,32 +124,39 @@ def run_peer(method: str, data: Path, args: argparse.Namespace, env_id: str, sou
 
     result = evaluate(act, env_id, args.episodes, source)
     return {"method": f"d3rlpy {method.upper() if method != 'td3plusbc' else 'TD3+BC'}", **result,
-            "train_cpu_minutes": record["cpu_minutes"], "train_steps": record["steps"]}
+            "train_cpu_minutes": record["cpu_minutes"], "train_steps": record["steps"], "peer_reused": reused}
 
 
 def run_trajdiff(dataset_id: str, args: argparse.Namespace, env_id: str) -> dict:
-    model = Path(args.work) / "trajdiff-model"
+    model = Path(args.work) / f"trajdiff-{args.body}-{args.kind}-{args.recipe or 'default'}"
     cpu0 = time.process_time()
     trained = api.train("rl", dataset_id, model, minutes=args.minutes, steps=1_000_000, history=1,
-                        horizon=args.horizon, encoder={"skip": 1}, progress=False)
+                        horizon=args.horizon, encoder={"skip": 1}, progress=False, overwrite=True,
+                        recipe=args.recipe)
     record = fit_value(model, api.load_model(model), dataset_id, gamma=0.99, steps=args.value_steps)
     cpu = (time.process_time() - cpu0) / 60
     value, loaded = load_value(model), api.load_model(model)
     validation = {}
-    for candidates, scale in GUIDED:
-        config = PlannerConfig(replan_every=1, candidates=candidates, nfe=8, warm_nfe=3, value_guidance=scale)
+    for candidates, scale, level in GUIDED:
+        config = PlannerConfig(replan_every=1, candidates=candidates, nfe=8, warm_nfe=3, value_guidance=scale,
+                               warm_level=level)
         result = run_planner(loaded, env_id, episodes=args.validation_episodes, seed=VALIDATION_SEED, config=config,
                              value=value if candidates > 1 or scale > 0 else None)
-        validation[f"{candidates}x{scale}"] = result["score_mean"]
-        print(f"validation: {candidates} candidates, scale {scale}: {result['score_mean']:.1f}", flush=True)
-    candidates, scale = max(GUIDED, key=lambda cs: validation[f"{cs[0]}x{cs[1]}"])
-    config = PlannerConfig(replan_every=1, candidates=candidates, nfe=8, warm_nfe=3, value_guidance=scale)
+        validation[f"{candidates}x{scale}@{level}"] = result["score_mean"]
+        print(f"validation: {candidates} candidates, scale {scale}, warm level {level}: {result['score_mean']:.1f} "
+              f"({result['ms_per_decision']:.1f} ms)", flush=True)
+    candidates, scale, level = max(GUIDED, key=lambda c: validation[f"{c[0]}x{c[1]}@{c[2]}"])
+    config = PlannerConfig(replan_every=1, candidates=candidates, nfe=8, warm_nfe=3, value_guidance=scale,
+                           warm_level=level)
     result = run_planner(loaded, env_id, episodes=args.episodes, seed=0, config=config,
                          value=value if candidates > 1 or scale > 0 else None)
+    network = loaded.defaults.network
     return {"method": "trajdiff (value-guided planner)", "score_mean": result["score_mean"],
             "score_se": result["score_se"], "ms_per_decision": result["ms_per_decision"],
             "train_cpu_minutes": round(cpu, 2), "train_steps": trained.steps, "value_windows": record["windows"],
-            "candidates": candidates, "value_guidance": scale, "validation_scores": validation}
+            "recipe": args.recipe, "network": network if isinstance(network, dict) else str(network),
+            "horizon": args.horizon, "candidates": candidates, "value_guidance": scale, "warm_level": level,
+            "validation_scores": validation}
 
 
 def main() -> None:
@@ -155,6 +171,9 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=31)
     parser.add_argument("--value-steps", type=int, default=3000)
     parser.add_argument("--peers", default="bc,iql,td3plusbc")
+    parser.add_argument("--reuse-peers", action="store_true",
+                        help="evaluate the peer policies an earlier run trained into --work instead of training them")
+    parser.add_argument("--recipe", default=None, help="the rl domain's training recipe for trajdiff (e.g. window-mlp)")
     parser.add_argument("--peer-python", default="/tmp/d3env/bin/python")
     parser.add_argument("--root", default="/tmp/trajdiff-locomotion-minari")
     parser.add_argument("--work", default="/tmp/trajdiff-locomotion")
@@ -184,14 +203,23 @@ def main() -> None:
         print(rows[-1], flush=True)
     for row in rows:
         row.update({"env": env_id, "dataset": dataset_id, "episodes": args.episodes,
+                    "dataset_steps": source["steps"], "dataset_episodes": source["episodes"],
                     "reference": {"min": source["ref_min_score"], "max": source["ref_max_score"]}})
         row["score"] = f"{row['score_mean']:.1f} ± {row['score_se']:.1f}"
-    table = markdown_table(rows, ["method", "score", "ms_per_decision", "train_cpu_minutes"],
-                           ["method", "normalized score", "ms/decision", "training CPU-min"])
-    print(table)
     command = "benchmarks/locomotion.py " + " ".join(sys.argv[1:])
-    path = write_results("locomotion", command, rows, results_path("locomotion", args.quick), table=table,
-                         data={"steps": source["steps"], "episodes": source["episodes"]})
+    path = results_path("locomotion", args.quick)
+    for row in rows:
+        row["command"] = command
+    if path.exists() and not args.quick:  # one file for every data set: rows of the others are kept
+        earlier = json.loads(path.read_text())
+        data = earlier.get("data", {})  # each row now names its data set's size; rows written before take the file's
+        kept = [{"command": earlier["command"], "dataset_steps": data.get("steps"),
+                 "dataset_episodes": data.get("episodes"), **r} for r in earlier["rows"] if r["dataset"] != dataset_id]
+        rows = kept + rows
+    table = markdown_table(rows, ["dataset", "method", "score", "ms_per_decision", "train_cpu_minutes"],
+                           ["data set", "method", "normalized score", "ms/decision", "training CPU-min"])
+    print(table)
+    path = write_results("locomotion", command, rows, path, table=table)
     print(f"-> {path}")
 
 
