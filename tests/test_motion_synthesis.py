@@ -228,6 +228,7 @@ def test_cli_trains_the_stream_recipe_for_sample(tmp_path: Path) -> None:
     assert defaults["history"] == 4 and defaults["horizon"] == 30 and defaults["noise"] == "rolling"
     result = runner.invoke(app, ["train", "--domain", "rl", "--recipe", "stream", "--data", clips,
                                  "--out", str(tmp_path / "y"), "--steps", "1"])
-    assert result.exit_code == 2 and "domain 'rl' has no training recipe 'stream'; its recipes: none" in result.output
+    assert result.exit_code == 2 and "domain 'rl' has no training recipe 'stream'; its recipes: window-mlp (" in \
+        result.output
     result = runner.invoke(app, ["plugins"])
     assert "--recipe stream: label-conditioned endless synthesis" in result.output, result.output
