@@ -303,3 +303,13 @@ def test_unknown_domain_error_mentions_failed_plugins() -> None:
 
 
 assert sys.version_info >= (3, 11)
+
+
+def test_a_domain_without_recipes_says_so_when_one_is_asked_for(tmp_path: Path) -> None:
+    from trajdiff import api
+    from trajdiff.errors import ConfigError
+
+    registry = _registry(("toys", _plugin(trajdiff_domains=lambda: [ToyDomain()])))
+    with pytest.raises(ConfigError, match=r"domain 'toy' has no training recipe 'fast'; its recipes: none"):
+        api.train("toy", "anything", tmp_path / "m", recipe="fast", plugins=registry)
+    assert not (tmp_path / "m").exists()
