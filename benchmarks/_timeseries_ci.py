@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +84,13 @@ class Forecaster:
         return self._back(decoded, len(x))
 
 
-def train(train_frame: pd.DataFrame, x_val: np.ndarray, y_val: np.ndarray, horizon: int,
-          args: argparse.Namespace, workdir: Path) -> tuple[Path, dict]:
-    """Rounds of ``args.round_steps`` up to ``args.steps``; the round with the lowest validation MSE is kept."""
-    model_dir, best_dir = workdir / f"trajdiff-ci-h{horizon}", workdir / f"trajdiff-ci-h{horizon}-best"
+def train_in_rounds(label: str, model_dir: Path, best_dir: Path, args: argparse.Namespace,
+                    train_to: Callable[[int], None], validation_samples: Callable[[], np.ndarray],
+                    y_val: np.ndarray) -> dict:
+    """Trains in rounds of ``args.round_steps`` up to ``args.steps`` (``train_to(end)`` continues the model in
+    ``model_dir`` to ``end`` steps), scores the median of ``validation_samples()`` after each round and keeps the
+    round with the lowest validation MSE in ``best_dir``; stops before a round would pass ``args.cap_minutes``
+    CPU minutes. Returns what the results rows record about training."""
     best, history, used, stopped = (float("inf"), 0), [], 0.0, "steps"
     cap = 60 * args.cap_minutes
     for end in range(args.round_steps, args.steps + 1, args.round_steps):
@@ -94,21 +98,33 @@ def train(train_frame: pd.DataFrame, x_val: np.ndarray, y_val: np.ndarray, horiz
             stopped = "cpu cap"
             break
         before = time.process_time()
-        api.train("timeseries", train_frame, model_dir, steps=end, history=LOOKBACK, horizon=horizon,
-                  batch_size=args.batch_size, seed=args.seed, progress=False, resume=end > args.round_steps,
-                  overwrite=end == args.round_steps, recipe=RECIPE, network=NETWORK, encoder=ENCODER,
-                  load_options={"split_columns": True})
-        drawn = Forecaster(model_dir).samples(x_val, horizon, 8, args.seed)
-        val_mse = float(np.mean((np.median(drawn, 0) - y_val) ** 2))
+        train_to(end)
+        val_mse = float(np.mean((np.median(validation_samples(), 0) - y_val) ** 2))
         used += time.process_time() - before
         history.append({"steps": end, "val_mse": val_mse, "cpu_minutes": used / 60})
-        print(f"  {NAME} h={horizon} steps={end} validation MSE {val_mse:.4f} ({used / 60:.1f} CPU-min)", flush=True)
+        print(f"  {label} steps={end} validation MSE {val_mse:.4f} ({used / 60:.1f} CPU-min)", flush=True)
         if val_mse < best[0]:
             best = (val_mse, end)
             shutil.rmtree(best_dir, ignore_errors=True)
             shutil.copytree(model_dir, best_dir)
-    return best_dir, {"train_cpu_minutes": used / 60, "steps": history[-1]["steps"], "best_step": best[1],
-                      "stopped_by": stopped, "validation_rounds": history}
+    return {"train_cpu_minutes": used / 60, "steps": history[-1]["steps"], "best_step": best[1],
+            "stopped_by": stopped, "validation_rounds": history}
+
+
+def train(train_frame: pd.DataFrame, x_val: np.ndarray, y_val: np.ndarray, horizon: int,
+          args: argparse.Namespace, workdir: Path) -> tuple[Path, dict]:
+    """`train_in_rounds` for this configuration; validation by the median of 8 samples."""
+    model_dir, best_dir = workdir / f"trajdiff-ci-h{horizon}", workdir / f"trajdiff-ci-h{horizon}-best"
+
+    def train_to(end: int) -> None:
+        api.train("timeseries", train_frame, model_dir, steps=end, history=LOOKBACK, horizon=horizon,
+                  batch_size=args.batch_size, seed=args.seed, progress=False, resume=end > args.round_steps,
+                  overwrite=end == args.round_steps, recipe=RECIPE, network=NETWORK, encoder=ENCODER,
+                  load_options={"split_columns": True})
+
+    meta = train_in_rounds(f"{NAME} h={horizon}", model_dir, best_dir, args, train_to,
+                           lambda: Forecaster(model_dir).samples(x_val, horizon, 8, args.seed), y_val)
+    return best_dir, meta
 
 
 def run(frame: pd.DataFrame, z: np.ndarray, horizon: int, test_windows: int, args: argparse.Namespace,

@@ -37,7 +37,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -197,32 +196,23 @@ def peer_row(name: str, horizon: int, peer: dict) -> dict:
 
 def train_trajdiff(train_frame: pd.DataFrame, x_val: np.ndarray, y_val: np.ndarray, horizon: int,
                    args: argparse.Namespace, workdir: Path) -> tuple[Path, dict]:
-    """etth1.py's rounds (validation MSE of the median of 8 samples after each; best round kept), stopped
-    before a round would pass the CPU cap."""
+    """etth1.py's rounds (`_timeseries_ci.train_in_rounds`: validation MSE of the median of 8 samples after each;
+    best round kept), stopped before a round would pass the CPU cap."""
     model_dir, best_dir = workdir / f"trajdiff-h{horizon}", workdir / f"trajdiff-h{horizon}-best"
-    best, history, used, stopped = (float("inf"), 0), [], 0.0, "steps"
-    cap = 60 * args.cap_minutes
-    for end in range(args.round_steps, args.steps + 1, args.round_steps):
-        if history and used + used / len(history) > cap:
-            stopped = "cpu cap"
-            break
-        before = time.process_time()
+
+    def train_to(end: int) -> None:
         api.train("timeseries", train_frame, model_dir, steps=end, history=CONTEXT, horizon=horizon,
                   batch_size=args.batch_size, seed=args.seed, progress=False, resume=end > args.round_steps,
                   network=NETWORK)
+
+    def validation_samples() -> np.ndarray:
         loaded = api.load_model(model_dir)
         contexts, frames = _encode(loaded.encoder, x_val, horizon)
-        drawn = _forecast(loaded, contexts, frames, 8, 10, args.seed, True)
-        val_mse = float(np.mean((np.median(drawn, 0) - y_val) ** 2))
-        used += time.process_time() - before
-        history.append({"steps": end, "val_mse": val_mse, "cpu_minutes": used / 60})
-        print(f"  trajdiff h={horizon} steps={end} validation MSE {val_mse:.4f} ({used / 60:.1f} CPU-min)", flush=True)
-        if val_mse < best[0]:
-            best = (val_mse, end)
-            shutil.rmtree(best_dir, ignore_errors=True)
-            shutil.copytree(model_dir, best_dir)
-    return best_dir, {"train_cpu_minutes": used / 60, "steps": history[-1]["steps"], "best_step": best[1],
-                      "stopped_by": stopped, "validation_rounds": history}
+        return _forecast(loaded, contexts, frames, 8, 10, args.seed, True)
+
+    meta = _timeseries_ci.train_in_rounds(f"trajdiff h={horizon}", model_dir, best_dir, args, train_to,
+                                          validation_samples, y_val)
+    return best_dir, meta
 
 
 def run_trajdiff(train_frame: pd.DataFrame, val: np.ndarray, test: np.ndarray, horizon: int,
