@@ -63,7 +63,7 @@ def sample_futures(
     Contexts go through the sampler ``batch_limit`` sequences (contexts x samples) at a time. ``compile`` runs the
     solver's steps under ``torch.compile`` (`trajdiff.core.compiled`): faster steps after a compilation of tens of
     seconds or more, so only for long runs. ``precision`` "bfloat16" runs the network's matrix products in bfloat16
-    (`precision_context`): on CPUs with bfloat16 units (AMX, AVX512-BF16) 1.5x faster one-evaluation students at
+    (`precision_context`): on CPUs with bfloat16 units (AMX, AVX512-BF16) one-evaluation students 1.1-1.4x faster at
     unchanged quality (`benchmarks/throughput.py`), slower elsewhere; the solver's arithmetic stays float32.
     """
     defaults = loaded.defaults
