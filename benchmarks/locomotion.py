@@ -19,7 +19,11 @@ gymnasium, on reset seeds 0..episodes-1; scores are normalized with the data set
 
 `--reuse-peers` evaluates (again, here, on the same seeds) the peer policies an earlier run trained into --work,
 so that another trajdiff configuration can be compared without retraining them; their rows say so.
-The results file keeps one set of rows per data set (each with its command).
+`--condition return` trains a return-conditioned planner instead (Decision Diffuser: classifier-free guidance on the
+normalized discounted return-to-go, `trajdiff.plugins.rl.returns`) with inverse dynamics (`trajdiff fit-inverse`)
+and a value for ranking candidates; target return, guidance scale, candidates and controller are chosen on the
+validation seeds (CONDITIONED). `--train-steps` caps trajdiff's training steps (its CPU time is what is recorded).
+The results file keeps one row per data set and method (each with its command): a run replaces only its own.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from _common import markdown_table, results_path, write_results  # noqa: E402
 
 from trajdiff import api  # noqa: E402
 from trajdiff.plugins.rl.envs import make_env  # noqa: E402
+from trajdiff.plugins.rl.inverse import fit_inverse, load_inverse  # noqa: E402
 from trajdiff.plugins.rl.loader import open_dataset  # noqa: E402
 from trajdiff.plugins.rl.locomotion import LOCOMOTION, locomotion_dataset_id, make_locomotion  # noqa: E402
 from trajdiff.plugins.rl.planner import PlannerConfig  # noqa: E402
@@ -53,6 +58,12 @@ VALIDATION_SEED = 100
 GUIDED = [(1, 0.0, 0.8), (1, 0.0, 1.0), (8, 0.0, 0.8), (8, 0.0, 1.0), (8, 1.0, 0.8), (16, 0.0, 1.0)]
 """(candidates, value-guidance scale, warm level) tried on the validation seeds; with more than one candidate
 the value ranks them. Warm level 1.0 replans from noise in the warm steps' 3 evaluations."""
+CONDITIONED = [(0.8, 1.5, 1, "inverse"), (0.9, 1.0, 1, "inverse"), (0.9, 1.5, 1, "inverse"), (1.0, 1.5, 1, "inverse"),
+               (1.1, 1.5, 1, "inverse"), (1.0, 1.5, 1, "actions"), (1.0, 1.5, 8, "inverse"), (1.0, 3.0, 1, "inverse")]
+"""(target return, classifier-free guidance scale, candidates, controller) tried on the validation seeds for a
+return-conditioned planner (warm level 0.8); more than one candidate: ranked by the value. Targets are normalized
+discounted returns-to-go (1 = the data's best window). A scale other than 1 evaluates the network twice per step, so
+those plans get twice the evaluations (the same denoising steps as the value-guided planner's 8 / 3)."""
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
@@ -127,10 +138,48 @@ def run_peer(method: str, data: Path, args: argparse.Namespace, env_id: str, sou
             "train_cpu_minutes": record["cpu_minutes"], "train_steps": record["steps"], "peer_reused": reused}
 
 
+def run_conditioned(dataset_id: str, args: argparse.Namespace, env_id: str) -> dict:
+    """trajdiff's return-conditioned planner: trained, inverse dynamics and value fitted, tuned on validation seeds."""
+    model = Path(args.work) / f"trajdiff-{args.body}-{args.kind}-{args.recipe or 'default'}-{args.condition}"
+    cpu0 = time.process_time()
+    trained = api.train("rl", dataset_id, model, minutes=args.minutes, steps=args.train_steps, history=1,
+                        horizon=args.horizon, encoder={"skip": 1}, progress=False, overwrite=True,
+                        recipe=args.recipe, condition=args.condition)
+    inverse_record = fit_inverse(model, dataset_id, steps=args.inverse_steps)
+    record = fit_value(model, api.load_model(model), dataset_id, gamma=0.99, steps=args.value_steps)
+    cpu = (time.process_time() - cpu0) / 60
+    value, inverse, loaded = load_value(model), load_inverse(model), api.load_model(model)
+
+    def config(target: float, scale: float, candidates: int, controller: str) -> PlannerConfig:
+        twice = 1 if scale == 1.0 else 2
+        return PlannerConfig(replan_every=1, candidates=candidates, nfe=8 * twice, warm_nfe=3 * twice,
+                             warm_level=0.8, target_return=target, cfg_scale=scale, controller=controller)
+
+    validation = {}
+    for choice in CONDITIONED:
+        result = run_planner(loaded, env_id, episodes=args.validation_episodes, seed=VALIDATION_SEED,
+                             config=config(*choice), value=value if choice[2] > 1 else None, inverse=inverse)
+        validation["{}@{}x{}/{}".format(*choice)] = result["score_mean"]
+        print(f"validation: target {choice[0]}, cfg scale {choice[1]}, {choice[2]} candidates, {choice[3]}: "
+              f"{result['score_mean']:.1f} ({result['ms_per_decision']:.1f} ms)", flush=True)
+    best = max(CONDITIONED, key=lambda c: validation["{}@{}x{}/{}".format(*c)])
+    result = run_planner(loaded, env_id, episodes=args.episodes, seed=0, config=config(*best),
+                         value=value if best[2] > 1 else None, inverse=inverse)
+    return {"method": "trajdiff (return-conditioned planner)", "score_mean": result["score_mean"],
+            "score_se": result["score_se"], "ms_per_decision": result["ms_per_decision"],
+            "train_cpu_minutes": round(cpu, 2), "train_steps": trained.steps, "value_windows": record["windows"],
+            "inverse_dynamics": inverse_record, "condition": loaded.defaults.condition_info,
+            "recipe": args.recipe, "network": loaded.defaults.network, "horizon": args.horizon,
+            "target_return": best[0], "cfg_scale": best[1], "candidates": best[2], "controller": best[3],
+            "warm_level": 0.8, "validation_scores": validation}
+
+
 def run_trajdiff(dataset_id: str, args: argparse.Namespace, env_id: str) -> dict:
+    if args.condition:
+        return run_conditioned(dataset_id, args, env_id)
     model = Path(args.work) / f"trajdiff-{args.body}-{args.kind}-{args.recipe or 'default'}"
     cpu0 = time.process_time()
-    trained = api.train("rl", dataset_id, model, minutes=args.minutes, steps=1_000_000, history=1,
+    trained = api.train("rl", dataset_id, model, minutes=args.minutes, steps=args.train_steps, history=1,
                         horizon=args.horizon, encoder={"skip": 1}, progress=False, overwrite=True,
                         recipe=args.recipe)
     record = fit_value(model, api.load_model(model), dataset_id, gamma=0.99, steps=args.value_steps)
@@ -170,6 +219,10 @@ def main() -> None:
     parser.add_argument("--cpu-minutes", type=float, default=30.0, help="each peer's training CPU budget")
     parser.add_argument("--horizon", type=int, default=31)
     parser.add_argument("--value-steps", type=int, default=3000)
+    parser.add_argument("--train-steps", type=int, default=1_000_000, help="trajdiff's training steps at most")
+    parser.add_argument("--condition", default=None, choices=["return"],
+                        help="train a return-conditioned planner (with inverse dynamics) instead")
+    parser.add_argument("--inverse-steps", type=int, default=3000)
     parser.add_argument("--peers", default="bc,iql,td3plusbc")
     parser.add_argument("--reuse-peers", action="store_true",
                         help="evaluate the peer policies an earlier run trained into --work instead of training them")
@@ -182,7 +235,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.steps, args.episodes, args.validation_episodes, args.minutes = 3000, 1, 1, 0.2
-        args.cpu_minutes, args.value_steps, args.horizon = 0.05, 30, 7
+        args.cpu_minutes, args.value_steps, args.horizon, args.inverse_steps = 0.05, 30, 7, 30
     torch.set_num_threads(1)
     os.environ["MINARI_DATASETS_PATH"] = args.root
     Path(args.work).mkdir(parents=True, exist_ok=True)
@@ -213,8 +266,10 @@ def main() -> None:
     if path.exists() and not args.quick:  # one file for every data set: rows of the others are kept
         earlier = json.loads(path.read_text())
         data = earlier.get("data", {})  # each row now names its data set's size; rows written before take the file's
+        produced = {r["method"] for r in rows}
         kept = [{"command": earlier["command"], "dataset_steps": data.get("steps"),
-                 "dataset_episodes": data.get("episodes"), **r} for r in earlier["rows"] if r["dataset"] != dataset_id]
+                 "dataset_episodes": data.get("episodes"), **r} for r in earlier["rows"]
+                if r["dataset"] != dataset_id or r["method"] not in produced]
         rows = kept + rows
     table = markdown_table(rows, ["dataset", "method", "score", "ms_per_decision", "train_cpu_minutes"],
                            ["data set", "method", "normalized score", "ms/decision", "training CPU-min"])

@@ -183,7 +183,7 @@ def test_builtin_plugins_add_plan_fit_value_and_sample() -> None:
     commands = typer.main.get_group(cli.app).commands
     assert {"plan", "sample", "train", "forecast"} <= set(commands)
     app, added = _app_with_plugin_commands(Plugins(autoload=False))
-    assert added == {"plan": "rl", "fit-value": "rl", "sample": "motion"}
+    assert added == {"plan": "rl", "fit-value": "rl", "fit-inverse": "rl", "sample": "motion"}
 
 
 def test_every_hook_has_a_test() -> None:

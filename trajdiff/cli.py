@@ -201,6 +201,9 @@ def train(
     recipe: str = typer.Option(None, help="One of the domain's own training recipes (`trajdiff plugins` lists "
                                           "them), e.g. motion's `stream` model for `trajdiff sample`."),
     device: str = typer.Option(None, help="cpu (default), cuda or cuda:N."),
+    condition: str = typer.Option(None, help="Condition the model on a quantity the domain computes per window, "
+                                             "for classifier-free guidance, e.g. rl's `return` (then `trajdiff plan "
+                                             "--target-return`)."),
     load_option: list[str] = typer.Option([], help=LOAD_OPTION_HELP),
     encoder_option: list[str] = typer.Option([], help="Encoder option KEY=VALUE for the domain (repeatable), e.g. "
                                                       "skip=8 (rl: every 8th state a token) or patch=8."),
@@ -214,7 +217,8 @@ def train(
     try:
         summary = api.train(domain, data, out, steps=steps, minutes=minutes, history=history, horizon=horizon,
                             batch_size=batch_size, stride=stride, seed=seed, resume=resume, overwrite=overwrite,
-                            encoder=encoder, load_options=parse_options(load_option), recipe=recipe, device=device)
+                            encoder=encoder, load_options=parse_options(load_option), recipe=recipe, device=device,
+                            condition=condition)
     except TrajdiffError as error:
         _fail(error)
     typer.echo(f"trained {summary.domain} model for {summary.steps} steps in {summary.seconds:.0f} s on "

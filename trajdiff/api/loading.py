@@ -60,16 +60,17 @@ def window_index(episodes: Episodes, length: int, stride: int = 1, *,
 
 def window_source(episodes: Episodes, encoder: Encoder, history: int, length: int, stride: int = 1, *,
                   augment: Callable[[np.ndarray], np.ndarray] | None = None, labels: np.ndarray | None = None,
-                  classes: int = 0) -> tuple[WindowSource, list[str]]:
+                  classes: int = 0, conditions: np.ndarray | None = None) -> tuple[WindowSource, list[str]]:
     """The windows of ``length`` rows (step ``stride``) as a `WindowSource` that encodes them (``history`` rows
     observed) a batch at a time, and the ids of episodes too short for one window. ``augment``, ``labels`` (a
-    class per episode) and ``classes`` as in `WindowSource`."""
+    class per episode), ``classes`` and ``conditions`` (one row per window) as in `WindowSource`."""
     index, too_short = window_index(episodes, length, stride, history=history)
 
     def encode(rows: np.ndarray) -> np.ndarray:
         return encoder.encode(rows, history)[0]
 
-    return WindowSource(episodes.sequences, index, encode, augment=augment, labels=labels, classes=classes), too_short
+    return WindowSource(episodes.sequences, index, encode, augment=augment, labels=labels, classes=classes,
+                        conditions=conditions), too_short
 
 
 def encode_windows(

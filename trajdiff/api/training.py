@@ -74,6 +74,7 @@ def train(
     recipe: str | None = None,
     device: str | None = None,
     overwrite: bool = False,
+    condition: str | None = None,
 ) -> TrainSummary:
     """Trains a model for ``domain`` on ``data`` (what the domain reads, or `Episodes` already loaded) and
     writes the model directory ``out``.
@@ -86,14 +87,15 @@ def train(
     Same data, options, ``seed`` and thread count give bit-identical weights on a CPU. ``resume`` continues
     the checkpoint in ``out`` (written every tenth of the steps and when interrupted) exactly where it
     stopped, and refuses other data than it was trained on; a folder that holds a model is replaced only
-    with ``overwrite``."""
+    with ``overwrite``. ``condition`` names a per-window condition of the domain (`Domain.window_conditions`, e.g.
+    rl's "return") for a model that classifier-free guidance can steer."""
     torch.manual_seed(check_seed(seed))  # before anything draws: the network's initial weights, dropout
     _check_out(Path(out), resume=resume, overwrite=overwrite)
     registry = registry_or_default(plugins)
     dom = registry.domain(domain)
     chosen = _recipe(dom, recipe)
     defaults = _settings(dom, chosen, history=history, horizon=horizon, steps=steps, batch_size=batch_size, lr=lr,
-                         stride=stride, network=network, encoder=encoder)
+                         stride=stride, network=network, encoder=encoder, condition=condition)
     episodes = data if isinstance(data, Episodes) else dom.load(data, **(load_options or {}))
     return_freed_memory()
     fitted = make_encoder(dom, defaults).fit(episodes)
@@ -104,12 +106,13 @@ def train(
         warnings.warn(f"{len(too_short)} episode(s) shorter than one window ({defaults.length} rows) were not "
                       f"used for training: {too_short[:5]}{' ...' if len(too_short) > 5 else ''}", stacklevel=2)
     defaults, labels = episode_labels(episodes, index.episodes, defaults)
+    defaults, conditions = window_conditions(dom, episodes, index, defaults)
     source, _ = window_source(episodes, fitted, defaults.history, defaults.length, defaults.stride,
                               augment=lambda windows: dom.augment_windows(windows, fitted), labels=labels,
-                              classes=len(defaults.labels) if labels is not None else 0)
+                              classes=len(defaults.labels) if labels is not None else 0, conditions=conditions)
     net = complete_network(defaults.network, dim=fitted.dim, tokens=source.tokens)
-    if labels is not None:
-        net["cond_dim"] = len(defaults.labels)
+    if labels is not None or conditions is not None:
+        net["cond_dim"] = len(defaults.labels) if conditions is None else int(conditions.shape[1])
     defaults = replace(defaults, network=dict(net))
     extra: dict[str, Any] = {
         "domain": dom.name,
@@ -122,7 +125,7 @@ def train(
         stored = chosen.store(TrainingSet(fitted, defaults, source, source.all_labels())) if chosen.store else {}
         extra["recipe"] = {"name": recipe, "stored": stored}
     model = DiffusionModel(net, schedule=defaults.schedule, parametrization=defaults.parametrization, extra=extra)
-    config = _train_config(defaults, observed, source.tokens, conditioned=labels is not None, minutes=minutes,
+    config = _train_config(defaults, observed, source.tokens, conditioned=net.get("cond_dim", 0) > 0, minutes=minutes,
                            seed=seed, device=device, progress=progress)
     fingerprint = data_fingerprint(episodes, source, extra["encoder"], defaults.history)
     if resume:
@@ -161,6 +164,8 @@ def data_fingerprint(episodes: Episodes, source: WindowSource, encoder_state: di
               "stride": source.index.stride, "history": history, "copies": source.copies,
               "tokens": [source.tokens, source.dim], "encoder": encoder_state,
               "labels": None if source.labels is None else source.labels.tolist()}
+    if source.conditions is not None:  # only then, so that earlier checkpoints keep their fingerprint
+        header["conditions"] = hashlib.sha256(source.conditions.tobytes()).hexdigest()
     digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode())
     for sequence in episodes.sequences:
         values = np.ascontiguousarray(sequence)
@@ -244,6 +249,24 @@ def episode_labels(episodes: Episodes, used: np.ndarray,
     for i, value in values.items():
         per_episode[i] = labels.index(value)
     return replace(defaults, labels=labels), per_episode
+
+
+def window_conditions(dom: Domain, episodes: Episodes, index: Any,
+                      defaults: ModelDefaults) -> tuple[ModelDefaults, np.ndarray | None]:
+    """For a model conditioned per window (``defaults.condition``): the settings with the domain's record of the
+    condition, and every training window's condition ``[N, C]``; (defaults, None) for other models."""
+    if defaults.condition is None:
+        return defaults, None
+    if defaults.label is not None:
+        raise ConfigError(f"a model is conditioned on a label ({defaults.label!r}) or on a per-window condition "
+                          f"({defaults.condition!r}), not both")
+    episode_of, starts = index.locate(np.arange(len(index)))
+    values, info = dom.window_conditions(defaults.condition, episodes, np.stack([episode_of, starts], axis=1))
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 2 or len(values) != len(index) or not np.isfinite(values).all():
+        raise DataError(f"domain {dom.name!r}: condition {defaults.condition!r} must give one finite row per training "
+                        f"window ({len(index)}), got shape {values.shape}")
+    return replace(defaults, condition_info=dict(info)), values
 
 
 def _train_config(defaults: ModelDefaults, observed: int, tokens: int, *, conditioned: bool,

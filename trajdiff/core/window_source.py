@@ -70,14 +70,16 @@ class WindowSource:
     batch ``[n, T, D]`` to whole copies of it in order (``[k n, T, D]``, e.g. mirrored ones), so window
     ``p`` is copy ``p // len(index)`` of base window ``p % len(index)``, as in the materialized
     ``augment(all windows)``. ``labels`` (optional, one class per episode) condition the windows of each
-    episode (one-hot over ``classes``). Memory: the index's per-episode offsets; nothing per window.
+    episode (one-hot over ``classes``); ``conditions`` (optional, ``[len(index), C]``, exclusive with labels) give
+    each base window its own condition vector (e.g. a return). Memory: the index's per-episode offsets, and the
+    conditions when given.
 
     Indexing (``source[i]``, ``source[i, :k]``, ``source[[i, j]]``, slices) encodes only the windows asked
     for; ``np.asarray(source)`` encodes them all (small data sets only)."""
 
     def __init__(self, sequences: Sequence[np.ndarray], index: WindowIndex, encode: Callable[[np.ndarray], Any],
                  augment: Callable[[np.ndarray], np.ndarray] | None = None, labels: np.ndarray | None = None,
-                 classes: int = 0) -> None:
+                 classes: int = 0, conditions: np.ndarray | None = None) -> None:
         if len(index) == 0:
             raise DataError("no window to train on: no episode is as long as one window")
         self.sequences, self.index, self.encode, self.augment = sequences, index, encode, augment
@@ -86,6 +88,11 @@ class WindowSource:
             raise ShapeError(f"labels must give one class per episode ({len(index.counts)}) with classes >= 1, got "
                              f"{len(self.labels)} and {classes}")
         self.classes = int(classes)
+        self.conditions = None if conditions is None else np.asarray(conditions, dtype=np.float32)
+        if self.conditions is not None and (self.conditions.ndim != 2 or len(self.conditions) != len(index)
+                                            or self.labels is not None):
+            raise ShapeError(f"conditions must be [windows, C] with one row per window ({len(index)}) and no labels, "
+                             f"got {self.conditions.shape}{' and labels' if self.labels is not None else ''}")
         self.copies = 1
         self.drawn = [0, -1, 0]  # lowest and highest base position drawn by `take`, and how many draws
         probe = self._encode(np.arange(min(2, len(index))))
@@ -139,7 +146,8 @@ class WindowSource:
         return np.tile(np.repeat(self.labels, self.index.counts), self.copies)
 
     def take(self, index: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """A training batch for drawn window positions: ``(x [B, T, D], one-hot cond [B, C] or None, None)``."""
+        """A training batch for drawn window positions: ``(x [B, T, D], cond [B, C] (one-hot labels or the windows'
+        conditions) or None, None)``."""
         positions = index.numpy()
         base = positions % len(self.index)
         low, high, draws = self.drawn
@@ -150,6 +158,8 @@ class WindowSource:
         cond = None
         if labels is not None:
             cond = torch.nn.functional.one_hot(torch.from_numpy(labels), self.classes).float()
+        if self.conditions is not None:
+            cond = torch.from_numpy(self.conditions[base])
         return x, cond, None
 
     def describe(self) -> dict[str, Any]:

@@ -1,12 +1,12 @@
 """The plugin contract: pluggy hook specifications and what a domain must provide.
 
-A plugin is a module (or object) with functions marked ``@hookimpl`` and named after the hooks
-below, registered under the entry-point group ``trajdiff.plugins``. Built-in domains use the
-same group, so an installed third-party plugin is indistinguishable from a built-in one.
+A plugin is a module (or object) with functions marked ``@hookimpl`` and named after the hooks below, registered under
+the entry-point group ``trajdiff.plugins``. Built-in domains use the same group, so an installed third-party plugin is
+indistinguishable from a built-in one.
 
-A `Domain` owns everything specific to a kind of data: reading raw logs into `Episodes`, an
-`Encoder` that maps raw windows to normalized tensors in a local frame and back, costs and
-constraints for guided sampling, metrics, and a default model configuration.
+A `Domain` owns everything specific to a kind of data: reading raw logs into `Episodes`, an `Encoder` that maps raw
+windows to normalized tensors in a local frame and back, costs and constraints for guided sampling, metrics, and a
+default model configuration.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ Cost = Callable[[Tensor], Tensor]
 """A differentiable cost of encoded sequences ``[B, T, D] -> [B]`` (lower is better), for `CostGradient`."""
 
 
-
 class BatchCost(ABC):
     """A cost that depends on the windows of a batch (their frames and meta, e.g. which agents share a
     scene), so it is bound to each batch before sampling. `api.sample_futures` binds it per batch."""
@@ -59,8 +58,8 @@ Metric = Callable[[np.ndarray, np.ndarray], float]
 
 @dataclass
 class ModelDefaults:
-    """A domain's default model: window rows (``history`` observed + ``horizon`` forecast), the
-    network, training and sampling settings, and options for ``Domain.make_encoder``."""
+    """A domain's default model: window rows (``history`` observed + ``horizon`` forecast), the network, training and
+    sampling settings, and options for ``Domain.make_encoder``."""
 
     history: int
     horizon: int
@@ -76,25 +75,28 @@ class ModelDefaults:
     samples: int = 20
     encoder: dict[str, Any] = field(default_factory=dict)
     noise: str = "independent"
-    """Training noise levels per token: "independent" (Diffusion Forcing: any plan works), "shared"
-    (one level per window, which suits full-sequence sampling such as planning) or "rolling" (the
-    rolling window's staircase over the horizon tokens after a clean history: Rolling Diffusion /
-    TEDi, for endless generation through the rolling plan)."""
+    """Training noise levels per token: "independent" (Diffusion Forcing: any plan works), "shared" (one level per
+    window, which suits full-sequence sampling such as planning) or "rolling" (the rolling window's staircase over the
+    horizon tokens after a clean history: Rolling Diffusion / TEDi, for endless generation through the rolling plan)."""
     history_prob: float = 0.75
-    """Share of training windows whose history tokens are held clean (as when forecasting); the rest
-    are noised like the future, which also teaches unconditional generation."""
+    """Share of training windows whose history tokens are held clean (as when forecasting); the rest are noised like the
+    future, which also teaches unconditional generation."""
     label: str | None = None
-    """Condition the model on this key of each episode's meta (e.g. motion's "category"): the condition
-    is the one-hot vector of the episode's value among ``labels``. None: unconditional."""
+    """Condition the model on this key of each episode's meta (e.g. motion's "category"): the condition is the one-hot
+    vector of the episode's value among ``labels``. None: unconditional."""
     labels: list[str] = field(default_factory=list)
-    """The values of ``label``, in one-hot order; empty: the values found in the training data, sorted
-    (the trained model stores the list it used)."""
+    """The values of ``label``, in one-hot order; empty: the values found in the training data, sorted (the trained
+    model stores the list it used)."""
     cond_dropout: float = 0.1
-    """Share of training windows whose label is dropped, so that the same network is also the
-    unconditional model that classifier-free guidance needs (label-conditioned models only)."""
+    """Share of training windows whose condition is dropped, so that the same network is also the unconditional model
+    that classifier-free guidance needs (conditioned models only)."""
+    condition: str | None = None
+    """Condition the model on a quantity the domain computes per window (`Domain.window_conditions`, e.g. rl's
+    "return"), exclusive with ``label``; the trained model keeps the domain's record of it in ``condition_info``."""
+    condition_info: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
-    """Further `trajdiff.core.training.TrainConfig` options (``warmup_steps``, ``weighting``,
-    ``ema_decay`` ...) beyond those the fields above set."""
+    """Further `trajdiff.core.training.TrainConfig` options (``warmup_steps``, ``weighting``, ``ema_decay`` ...) beyond
+    those the fields above set."""
 
     @property
     def length(self) -> int:
@@ -116,14 +118,13 @@ class TrainingSet:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named training configuration of a domain, run by ``api.train(..., recipe=NAME)`` through the one
-    generic training path.
+    """A named training configuration of a domain, run by ``api.train(..., recipe=NAME)`` through the one generic
+    training path.
 
-    ``defaults`` overrides fields of the domain's `ModelDefaults` (``noise``, ``history``, ``horizon``,
-    ``label``, ``network``, ``training`` ...; ``encoder`` options are merged into the domain's); arguments
-    given to ``api.train`` override the recipe in turn. ``store``, if given, maps the `TrainingSet` to
-    JSON values that the model keeps in ``config.json`` (``extra["recipe"]["stored"]``), e.g. seed
-    motions per label for synthesis without data."""
+    ``defaults`` overrides fields of the domain's `ModelDefaults` (``noise``, ``history``, ``horizon``, ``label``,
+    ``network``, ``training`` ...; ``encoder`` options are merged into the domain's); arguments given to ``api.train``
+    override the recipe in turn. ``store``, if given, maps the `TrainingSet` to JSON values that the model keeps in
+    ``config.json`` (``extra["recipe"]["stored"]``), e.g. seed motions per label for synthesis without data."""
 
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -135,8 +136,7 @@ class DatasetCard:
     """A named data set a plugin can load or generate.
 
     ``make`` (for generated data) writes the data set to a path and returns it; real data sets
-    instead say where to obtain the file (``source``, ``obtain``) and how to check it (``sha256``).
-    """
+    instead say where to obtain the file (``source``, ``obtain``) and how to check it (``sha256``)."""
 
     name: str
     domain: str
@@ -152,11 +152,9 @@ class DatasetCard:
 class Encoder(ABC):
     """Maps raw windows ``[T, F]`` (user units) to normalized tensors ``[T, D]`` and back.
 
-    ``encode`` may move a window into a local frame (e.g. relative to the last observed position)
-    and returns what ``decode`` needs to undo it. ``fit`` sees the training episodes only.
-    An encoder may pack ``rows_per_token`` consecutive rows into one token (patches); window
-    lengths are then multiples of it.
-    """
+    ``encode`` may move a window into a local frame (e.g. relative to the last observed position) and returns what
+    ``decode`` needs to undo it. ``fit`` sees the training episodes only. An encoder may pack ``rows_per_token``
+    consecutive rows into one token (patches); window lengths are then multiples of it."""
 
     rows_per_token: int = 1
 
@@ -248,8 +246,7 @@ class BaselineContext:
 
     ``columns``: the column names of the rows; ``encoder``: the model's fitted encoder; ``frames``: each
     window's frame from ``encoder.encode`` (e.g. for `Encoder.base`); ``times``: the time stamps of each
-    window's observed rows (from the episode's meta "times"); ``meta``: the meta of each window's episode.
-    """
+    window's observed rows (from the episode's meta "times"); ``meta``: the meta of each window's episode."""
 
     columns: list[str] = field(default_factory=list)
     encoder: Encoder | None = None
@@ -277,8 +274,7 @@ class Domain(ABC):
 
         Each episode's ``meta`` should hold ``"times"`` (an array, one per row) so that forecasts can
         be time-stamped, and may hold ``"entity"`` (the entity id shown in outputs). Arrays under ``"missing"``
-        and ``"future"`` have the columns as their last axis (they are reordered with them).
-        """
+        and ``"future"`` have the columns as their last axis (they are reordered with them)."""
 
     @abstractmethod
     def make_encoder(self, **options: Any) -> Encoder:
@@ -346,6 +342,11 @@ class Domain(ABC):
         copies of them in the same order (``[k N, T, D]``), so that each window's label follows. Default: as is."""
         return windows
 
+    def window_conditions(self, name: str, episodes: Episodes, windows: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Per-window condition ``name`` (``ModelDefaults.condition``) of training windows ``[N, 2]`` (episode, first
+        row) -> (values ``[N, C]``, a JSON record the model keeps, e.g. how they were normalized). Default: none."""
+        raise ConfigError(f"domain {self.name!r} computes no per-window condition {name!r}")
+
     def recipes(self) -> dict[str, Recipe]:
         """Named training configurations besides the defaults (e.g. a motion model for endless synthesis),
         which ``api.train(..., recipe=NAME)`` and ``trajdiff train --recipe NAME`` run. Default: none."""
@@ -380,8 +381,7 @@ class CommandContext:
     ``fail(error)`` reports a `TrajdiffError` the way every trajdiff command does (``error: ...`` on stderr,
     exit status 2) and does not return. ``parse_options(values, flag, example)`` reads repeatable KEY=VALUE
     options as every trajdiff command does (values as JSON where they parse), e.g. ``--plan-option``.
-    ``plan_help`` and ``plan_option_help`` are the shared help texts of ``--plan`` and ``--plan-option``.
-    """
+    ``plan_help`` and ``plan_option_help`` are the shared help texts of ``--plan`` and ``--plan-option``."""
 
     load_model: Callable[..., Any]
     fail: Callable[[Exception], NoReturn]
@@ -412,9 +412,8 @@ class TrajdiffSpec:
 
     @hookspec
     def trajdiff_commands(self, app: typer.Typer, cli: CommandContext) -> None:
-        """Add commands to the ``trajdiff`` command line, as datasette and llm let plugins do: decorate
-        functions with ``@app.command()`` (or ``app.add_typer(...)`` a group). Called once per plugin when
-        the CLI is built, so ``trajdiff --help`` lists them. ``cli`` lends the model loader and the error
-        reporter (`CommandContext`); an implementation may take ``app`` alone. A command name that another
-        command already has is refused and reported; a plugin whose hook raises adds none of its commands.
-        Return value ignored."""
+        """Add commands to the ``trajdiff`` command line, as datasette and llm let plugins do: decorate functions with
+        ``@app.command()`` (or ``app.add_typer(...)`` a group). Called once per plugin when the CLI is built, so
+        ``trajdiff --help`` lists them. ``cli`` lends the model loader and the error reporter (`CommandContext`); an
+        implementation may take ``app`` alone. A command name that another command already has is refused and reported;
+        a plugin whose hook raises adds none of its commands. Return value ignored."""

@@ -40,8 +40,10 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
                                                 "(through a wall) is implausible."),
         support_guidance: float = typer.Option(0.05, min=0.0, help="Strength of the pull of planned paths back into "
                                                                   "the positions the data visited (0 = off)."),
-        controller: str = typer.Option("auto", help="auto, states (track planned positions) or actions "
-                                                    "(execute them)."),
+        controller: str = typer.Option("auto", help="auto, states (track planned positions), actions (execute them) "
+                                                    "or inverse (the action of the first planned transition, from "
+                                                    "the model's inverse dynamics: `trajdiff fit-inverse`); auto is "
+                                                    "inverse for a --target-return with inverse dynamics."),
         lookahead: int = typer.Option(20, min=0, help="States controller: aim this many steps ahead on the plan."),
         render: Path = typer.Option(None, help="Draw the first episode: .gif (frames) or .png (start, goal, path "
                                             "and the plans made at a few replanning points of it)."),
@@ -49,11 +51,18 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
         guide: str = typer.Option("none", help="none, or value: climb the value function fitted with "
                                                "`trajdiff fit-value` (MODEL/value.safetensors)."),
         scale: float = typer.Option(0.1, min=0.0, help="Strength of the value guidance (--guide value)."),
+        target_return: float = typer.Option(None, help="Return-conditioned models (`trajdiff train --condition "
+                                                       "return`): the discounted return-to-go to plan for, normalized "
+                                                       "by the training data's range: 0 = its worst window, 1 = its "
+                                                       "best (e.g. 0.9; above 1 extrapolates)."),
+        cfg_scale: float = typer.Option(1.0, help="Classifier-free guidance scale towards --target-return (1 = the "
+                                                  "conditional model, larger pushes harder; >= 0)."),
         plan: str = typer.Option("full", "--plan", help=cli.plan_help),
         plan_option: list[str] = typer.Option([], help=cli.plan_option_help),
     ) -> None:
         """Plan closed-loop in a gymnasium environment; print returns, normalized scores, success and timing."""
         from trajdiff.plugins.rl.envs import require_rl
+        from trajdiff.plugins.rl.inverse import has_inverse, load_inverse
         from trajdiff.plugins.rl.planner import PlannerConfig
         from trajdiff.plugins.rl.rollout import run_planner
         from trajdiff.plugins.rl.value import load_value
@@ -69,11 +78,14 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
                                    support_check=support_check, support_guidance=support_guidance, seed=seed,
                                    plan=plan, plan_options=cli.parse_options(plan_option, "--plan-option",
                                                                              "chunk=4 or delay=2"),
-                                   value_guidance=scale if guide == "value" else 0.0)
+                                   value_guidance=scale if guide == "value" else 0.0, target_return=target_return,
+                                   cfg_scale=cfg_scale)
             value = load_value(model) if guide == "value" else None
+            wants_inverse = controller == "inverse" or (controller == "auto" and target_return is not None)
+            inverse = load_inverse(model) if wants_inverse and (controller == "inverse" or has_inverse(model)) else None
             loaded = cli.load_model(model, domain="rl")
             result = run_planner(loaded, env, episodes=episodes, seed=seed, config=config, render=render,
-                                 out=target, progress=True, value=value)
+                                 out=target, progress=True, value=value, inverse=inverse)
         except TrajdiffError as error:
             cli.fail(error)
         typer.echo(f"{env}: return {result['return_mean']:.1f} +- {result['return_se']:.1f} over {episodes} "
@@ -110,3 +122,27 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
         loss = record["validation_loss"]
         typer.echo(f"value of {record['windows']} windows of {source}: {record['steps']} steps, validation loss "
                    f"{'n/a' if loss is None else f'{loss:.3f}'} (standardized) -> {model / 'value.safetensors'}")
+
+    @app.command("fit-inverse")
+    def fit_inverse_command(
+        model: Path = typer.Option(..., help="Model directory trained with `trajdiff train --domain rl`."),
+        data: str = typer.Option(None, help="Minari data set id or folder (default: the model's own data set)."),
+        steps: int = typer.Option(3000, min=1, help="Training steps (batches of 256 transitions)."),
+        minutes: float = typer.Option(None, min=0.0, help="Stop after this many minutes."),
+    ) -> None:
+        """Fit inverse dynamics a_t = f(s_t, s_t+1) on a data set, for planners that act on planned states."""
+        from trajdiff.plugins.rl.envs import require_rl
+        from trajdiff.plugins.rl.inverse import fit_inverse
+
+        try:
+            require_rl()
+            loaded = cli.load_model(model, domain="rl")
+            source = data or loaded.encoder.source.get("dataset_id")
+            if not source:
+                raise ConfigError(f"{model}'s encoder does not record its data set; pass --data")
+            record = fit_inverse(model, source, steps=steps, minutes=minutes)
+        except TrajdiffError as error:
+            cli.fail(error)
+        typer.echo(f"inverse dynamics on {record['transitions']} transitions of {source}: {record['steps']} steps, "
+                   f"held-out error {record.get('held_out_mse', float('nan')):.4f} (mean action "
+                   f"{record.get('mean_action_mse', float('nan')):.4f}) -> {model / 'inverse.safetensors'}")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from trajdiff.core.data import Episodes
+from trajdiff.errors import ConfigError
 from trajdiff.plugins.recipes import window_mlp_recipe
 from trajdiff.plugins.rl.encoder import StateActionEncoder
 from trajdiff.plugins.rl.loader import load_minari
+from trajdiff.plugins.rl.returns import DESCRIPTION, RETURN, window_returns
 from trajdiff.plugins.spec import DatasetCard, Domain, ModelDefaults, Recipe
 
 
@@ -37,8 +41,15 @@ class RLDomain(Domain):
             history=4, horizon=124,
             network={"kind": "transformer", "dim": None, "width": 64, "depth": 3, "heads": 4},
             schedule="cosine", parametrization="v", steps=20000, batch_size=64, lr=5e-4, stride=4,
-            solver="ddim", nfe=20, samples=1, encoder={"skip": 4}, noise="shared",
-        )
+            solver="ddim", nfe=20, samples=1, encoder={"skip": 4}, noise="shared", cond_dropout=0.25,
+        )  # a return-conditioned model drops its condition in a quarter of the windows, as Decision Diffuser did
+
+    def window_conditions(self, name: str, episodes: Episodes, windows: np.ndarray) -> tuple[np.ndarray, dict]:
+        """``return``: `trajdiff.plugins.rl.returns.window_returns` (the normalized discounted return-to-go)."""
+        if name != RETURN:
+            raise ConfigError(f"domain 'rl' computes no per-window condition {name!r}; it has {RETURN!r} "
+                              f"({DESCRIPTION})")
+        return window_returns(episodes, windows)
 
     def recipes(self) -> dict[str, Recipe]:
         """``window-mlp``: `trajdiff.plugins.recipes.window_mlp_recipe` (width 256, depth 3): plans sample with one

@@ -3,9 +3,9 @@
 Dict observations are flattened key by key (``observation[0]``, ..., ``desired_goal[1]``) in the
 order of the observation space; each row holds the observation at step t and the action taken
 at t, so an episode of T steps gives T rows (its final observation, which no action follows, is
-kept in ``meta["final_observation"]``). Consecutive episodes that continue one another (the next
-starts where the previous ended, as in the goal-resetting PointMaze runs) can be joined into one
-stream, the form in which Diffuser trained on D4RL maze2d.
+kept in ``meta["final_observation"]``; its rewards, one per row, in ``meta["rewards"]``). Consecutive
+episodes that continue one another (the next starts where the previous ended, as in the goal-resetting
+PointMaze runs) can be joined into one stream, the form in which Diffuser trained on D4RL maze2d.
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ def load_minari(source: str | Path, *, join: bool | str = "auto", max_episodes: 
     }
     streams: list[list[np.ndarray]] = []
     finals: list[np.ndarray] = []
+    rewards: list[list[np.ndarray]] = []
     members: list[list[int]] = []
     empty = 0
     for count, episode in enumerate(dataset.iterate_episodes()):
@@ -136,10 +137,12 @@ def load_minari(source: str | Path, *, join: bool | str = "auto", max_episodes: 
         continues = bool(streams) and join is not False and np.allclose(obs[0], finals[-1])
         if continues:
             streams[-1].append(rows)
+            rewards[-1].append(np.asarray(episode.rewards, dtype=np.float64).reshape(-1))
             members[-1].append(int(episode.id))
             finals[-1] = obs[-1]
         else:
             streams.append([rows])
+            rewards.append([np.asarray(episode.rewards, dtype=np.float64).reshape(-1)])
             members.append([int(episode.id)])
             finals.append(obs[-1])
     if join is True and len(streams) > 1:
@@ -151,6 +154,6 @@ def load_minari(source: str | Path, *, join: bool | str = "auto", max_episodes: 
         raise DataError(f"Minari data set {common['dataset_id']!r} holds no episode with at least one step")
     sequences = [np.concatenate(parts) for parts in streams]
     ids = [f"{common['dataset_id']}#{m[0]}" + (f"-{m[-1]}" if len(m) > 1 else "") for m in members]
-    meta = [{**common, "episodes": m, "final_observation": f, "entity": i, "report": {"empty_episodes": empty}}
-            for m, f, i in zip(members, finals, ids, strict=True)]
+    meta = [{**common, "episodes": m, "final_observation": f, "entity": i, "report": {"empty_episodes": empty},
+             "rewards": np.concatenate(r)} for m, f, i, r in zip(members, finals, ids, rewards, strict=True)]
     return Episodes(sequences, columns, ids=ids, meta=meta)

@@ -49,7 +49,9 @@ from trajdiff.core.guidance import BaseGuide, CostGradient, Inpaint
 from trajdiff.core.value import ValueGuide, ValueNet
 from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.rl.encoder import StateActionEncoder
+from trajdiff.plugins.rl.inverse import InverseDynamics
 from trajdiff.plugins.rl.loader import _flatten, _space_columns
+from trajdiff.plugins.rl.returns import return_guidance
 
 
 @dataclass
@@ -81,10 +83,16 @@ class PlannerConfig:
     value_guidance: float = 0.0
     """Scale of the value gradient added to the plan at every denoising step (needs a value function,
     `trajdiff.plugins.rl.value`); with a value, candidates without a goal are ranked by it."""
+    target_return: float | None = None
+    """A return-conditioned model's target (`trajdiff.plugins.rl.returns`: 0 = the data's worst window, 1 its best)."""
+    cfg_scale: float = 1.0
+    """Classifier-free guidance towards ``target_return``: 1 the conditional model, more pushes harder."""
 
     def __post_init__(self) -> None:
-        if self.controller not in ("auto", "states", "actions"):
-            raise ConfigError(f"controller must be 'auto', 'states' or 'actions', got {self.controller!r}")
+        if self.controller not in ("auto", "states", "actions", "inverse"):
+            raise ConfigError(f"controller must be 'auto', 'states', 'actions' or 'inverse', got {self.controller!r}")
+        if self.cfg_scale < 0:
+            raise ConfigError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
         for name in ("nfe", "warm_nfe", "replan_every", "candidates"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -113,10 +121,12 @@ class Planner:
     """Acts in an environment from a trained ``rl`` model (see `trajdiff.api.load_model`)."""
 
     def __init__(self, loaded: Any, observation_space: Any, action_space: Any,
-                 config: PlannerConfig | None = None, value: ValueNet | None = None) -> None:
-        self.loaded = loaded
-        self.value = value
+                 config: PlannerConfig | None = None, value: ValueNet | None = None,
+                 inverse: InverseDynamics | None = None) -> None:
+        self.loaded, self.value, self.inverse = loaded, value, inverse
         self.config = config or PlannerConfig()
+        self.condition, self.condition_guides = return_guidance(
+            loaded.defaults.condition_info, self.config.target_return, self.config.cfg_scale)
         self.encoder: StateActionEncoder = loaded.encoder
         if self.encoder.step_limits is None:
             warnings.warn("this model's encoder has no step_limits (trained before they were recorded): plans are "
@@ -194,8 +204,11 @@ class Planner:
 
     @property
     def controller(self) -> str:
-        if self.config.controller == "auto":
-            return "states" if self.goal_task else "actions"
+        if self.config.controller == "auto":  # a return-conditioned plan acts through inverse dynamics if it has them
+            conditioned = self.inverse is not None and self.condition is not None
+            return "states" if self.goal_task else "inverse" if conditioned else "actions"
+        if self.config.controller == "inverse" and self.inverse is None:
+            raise ConfigError("controller='inverse' needs inverse dynamics; fit them with `trajdiff fit-inverse`")
         if self.config.controller == "states" and not self.position_cols:
             raise ConfigError("controller='states' needs positional observations (achieved_goal mirrored in the "
                               "observation); use controller='actions' for this environment")
@@ -279,6 +292,7 @@ class Planner:
         present, guides = self._conditioning(row, goal_tokens)
         if self.value is not None and cfg.value_guidance > 0:
             guides = [ValueGuide(self.value, cfg.value_guidance), *guides]
+        guides = [*self.condition_guides, *guides]  # classifier-free guidance innermost, on the network itself
         observed = torch.zeros(self.tokens, dtype=torch.bool)
         observed[0] = True  # the present state
         warm_values = None
@@ -291,7 +305,7 @@ class Planner:
             self.denoise, self.model.schedule, Known(present[None], observed, warm=warm_values),
             samples=cfg.candidates, nfe=cfg.warm_nfe if warm else cfg.nfe, solver=cfg.solver, plan=cfg.plan,
             plan_options={**cfg.plan_options, "start": cfg.warm_level} if warm else cfg.plan_options or None,
-            guides=guides, generator=self.generator,
+            guides=guides, generator=self.generator, cond=self.condition,
         )[:, 0].numpy()
         rows = self.encoder.decode(drawn, {"rows": self.rows, "first": row})  # [C, T, F]
         best = self._choose(rows) if self.goal_task or self.value is None else self._most_valuable(drawn)
@@ -367,6 +381,9 @@ class Planner:
         i = self.since_plan
         if self.controller == "actions":
             action = self.plan_rows[min(i, len(self.plan_rows) - 1), self.action_cols]
+        elif self.controller == "inverse":  # the action from the state reached to the next planned one
+            planned = self.plan_rows[min(i + 1, len(self.plan_rows) - 1)]
+            action = self.inverse.act(row[self.obs_cols], planned[self.obs_cols])  # type: ignore[union-attr]
         else:
             action = self._track(row, i)
         self.since_plan += 1

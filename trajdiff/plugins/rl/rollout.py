@@ -64,11 +64,13 @@ def run_planner(
     out: str | Path | None = None,
     progress: bool = False,
     value: Any = None,
+    inverse: Any = None,
 ) -> dict[str, Any]:
     """Plans closed-loop for ``episodes`` episodes (reset seeds ``seed``, ``seed + 1``, ...) and scores them.
 
     ``loaded`` is a model loaded with `trajdiff.api.load_model` (plugins sit below the api layer); ``value``
-    a `trajdiff.core.value.ValueNet` for value guidance (`trajdiff.plugins.rl.value.load_value`)."""
+    a `trajdiff.core.value.ValueNet` for value guidance (`trajdiff.plugins.rl.value.load_value`); ``inverse`` the
+    `trajdiff.plugins.rl.inverse.InverseDynamics` a return-conditioned planner acts through (`load_inverse`)."""
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     require_rl()
@@ -82,7 +84,7 @@ def run_planner(
     if gif:
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering
     env, is_eval = environment_for(env_id, source, render=gif)
-    planner = Planner(loaded, env.observation_space, env.action_space, config, value=value)
+    planner = Planner(loaded, env.observation_space, env.action_space, config, value=value, inverse=inverse)
     returns, scores, successes, lengths = [], [], [], []
     record = EpisodeRecord()  # the first episode, drawn when rendering
     started = time.monotonic()
