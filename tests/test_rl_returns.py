@@ -69,6 +69,8 @@ def test_a_return_conditioned_model_plans_higher_returns_for_a_higher_target(tmp
         rows = loaded.encoder.decode(drawn, {"rows": 4, "first": row})
         planned[target] = float(rows[:, :3, 1].mean())  # the planned actions, which are the rewards here
     assert planned[1.0] > planned[0.0] + 1.0, planned
+    with pytest.raises(ConfigError, match="conditioned per window"):
+        api.distill(model, tmp_path / "student", steps=1, progress=False)
     with pytest.raises(ConfigError, match="no per-window condition 'reward'"):
         api.train("rl", _toy_episodes(3), tmp_path / "other", steps=1, history=1, horizon=3,
                   encoder={"skip": 1}, condition="reward", progress=False)

@@ -88,6 +88,9 @@ def distill(
     if d.noise == "rolling":
         raise ConfigError(f"{teacher_dir} was trained with rolling noise levels (for endless streams); distillation "
                           "follows models trained with independent or shared levels")
+    if d.condition is not None:
+        raise ConfigError(f"{teacher_dir} is conditioned per window ({d.condition!r}); distillation follows "
+                          "unconditioned and label-conditioned models")
     if data is None and d.history and d.history_prob >= 1.0:
         raise ConfigError(f"{teacher_dir} always saw its history clean in training (history_prob 1), so it cannot "
                           "sample histories of its own to distil from: pass --data (e.g. its training data)")
