@@ -225,6 +225,8 @@ DEFAULTS_RULES: dict[str, Callable[[Any], str | None]] = {
     "schedule": _of(str, "a string"), "parametrization": _of(str, "a string"), "solver": _of(str, "a string"),
     "noise": _of(str, "a string"), "lr": _positive, "history_prob": _fraction, "cond_dropout": _fraction,
     "label": lambda value: None if value is None or isinstance(value, str) else "a string or null",
+    "condition": lambda value: None if value is None or isinstance(value, str) else "a string or null",
+    "condition_info": _of(dict, "an object"),
     "labels": lambda value: (None if isinstance(value, list) and all(isinstance(v, str) for v in value)
                              else "a list of strings"),
 }
