@@ -30,7 +30,7 @@ def trajdiff_datasets() -> list[DatasetCard]:
 
 @hookimpl
 def trajdiff_commands(app: typer.Typer, cli: CommandContext) -> None:
-    """``trajdiff plan``: closed-loop planning in gymnasium environments."""
+    """``trajdiff plan`` (closed-loop planning in gymnasium environments), ``fit-value`` and ``fit-inverse``."""
     from trajdiff.plugins.rl.commands import add_commands
 
     add_commands(app, cli)

@@ -1,4 +1,5 @@
-"""The rl plugin's command, ``trajdiff plan``: closed-loop planning in a gymnasium environment.
+"""The rl plugin's commands: ``trajdiff plan`` (closed-loop planning in a gymnasium environment), ``fit-value`` and
+``fit-inverse`` (a planner's value function and inverse dynamics).
 
 Added to the CLI through the ``trajdiff_commands`` hook; models are loaded through the `CommandContext`
 the CLI lends, so this module imports neither `trajdiff.api` nor `trajdiff.cli`.
@@ -15,7 +16,7 @@ from trajdiff.plugins.spec import CommandContext
 
 
 def add_commands(app: typer.Typer, cli: CommandContext) -> None:
-    """Adds ``plan`` to ``app``."""
+    """Adds ``plan``, ``fit-value`` and ``fit-inverse`` to ``app``."""
 
     @app.command()
     def plan(
