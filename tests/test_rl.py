@@ -243,6 +243,8 @@ def test_planning_errors(pendulum_model, tmp_path) -> None:
         run_planner(api.load_model(model), "Pendulum-v1", episodes=1, render=tmp_path / "x.mp4")
     with pytest.raises(ConfigError, match="unknown plan 'zigzag'"):
         PlannerConfig(plan="zigzag")
+    with pytest.raises(ConfigError, match=r"replan_every \(16\) must be below the plan's 16 rows: replan every 15"):
+        run_planner(api.load_model(model), "Pendulum-v1", episodes=1, config=PlannerConfig(replan_every=16))
 
 
 def test_planner_takes_named_plans(pendulum_model) -> None:

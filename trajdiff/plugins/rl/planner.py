@@ -151,6 +151,9 @@ class Planner:
         if self.config.replan_every % self.skip:
             raise ConfigError(f"replan_every ({self.config.replan_every}) must be a multiple of the model's "
                               f"{self.skip} steps per token")
+        if self.config.replan_every >= self.rows:  # past its last row a plan has no action and no warm start
+            raise ConfigError(f"replan_every ({self.config.replan_every}) must be below the plan's {self.rows} rows: "
+                              f"replan every {self.rows - self.skip} steps or fewer, or train a longer horizon")
         self.tokens = self.rows // self.skip
         names = self.encoder.columns
         self.obs_cols = [i for i, c in enumerate(names) if not c.startswith("action")]
