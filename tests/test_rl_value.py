@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -122,3 +123,31 @@ def test_command_line_fits_a_value_and_plans_with_it(pendulum, monkeypatch, tmp_
     (model / "value.json").unlink()
     no_value = runner.invoke(app, ["plan", "--model", str(model), "--env", "Pendulum-v1", "--guide", "value"])
     assert no_value.exit_code == 2 and "no value function" in no_value.output
+
+
+def test_value_and_inverse_files_round_trip_and_fail_in_one_line(tmp_path) -> None:
+    """A stored value network loads back equal; a missing pair says how to fit one; a corrupt record or
+    mismatched weights are a CheckpointError naming the folder, not a traceback."""
+    from trajdiff.errors import CheckpointError
+    from trajdiff.plugins.rl.inverse import InverseDynamics, has_inverse, load_inverse, save_inverse
+    from trajdiff.plugins.rl.value import save_value
+
+    torch.manual_seed(0)
+    net = ValueNet(4, 3, width=16, depth=1)
+    save_value(tmp_path, net, {"config": net.config()})
+    back = load_value(tmp_path)
+    x, k = torch.randn(5, 4, 3), torch.rand(5)
+    assert torch.equal(back(x, k), net.eval()(x, k))
+    with pytest.raises(ConfigError, match="has no inverse dynamics .*trajdiff fit-inverse"):
+        load_inverse(tmp_path)
+    assert not has_inverse(tmp_path)
+    (tmp_path / "value.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="value.json is not valid JSON"):
+        load_value(tmp_path)
+    other = ValueNet(4, 3, width=8, depth=1)
+    (tmp_path / "value.json").write_text(json.dumps({"config": other.config()}))
+    with pytest.raises(CheckpointError, match=f"cannot read the value function in {tmp_path}"):
+        load_value(tmp_path)
+    inverse = InverseDynamics(state_dim=3, action_dim=2, width=8, depth=1)
+    save_inverse(tmp_path, inverse, {"config": inverse.config()})
+    assert has_inverse(tmp_path) and isinstance(load_inverse(tmp_path), InverseDynamics)

@@ -8,6 +8,7 @@ the CLI lends, so this module imports neither `trajdiff.api` nor `trajdiff.cli`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -113,10 +114,7 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
 
         try:
             require_rl()
-            loaded = cli.load_model(model, domain="rl")
-            source = data or loaded.encoder.source.get("dataset_id")
-            if not source:
-                raise ConfigError(f"{model}'s encoder does not record its data set; pass --data")
+            loaded, source = _model_and_data(cli, model, data)
             record = fit_value(model, loaded, source, gamma=gamma, steps=steps, minutes=minutes)
         except TrajdiffError as error:
             cli.fail(error)
@@ -137,13 +135,19 @@ def add_commands(app: typer.Typer, cli: CommandContext) -> None:
 
         try:
             require_rl()
-            loaded = cli.load_model(model, domain="rl")
-            source = data or loaded.encoder.source.get("dataset_id")
-            if not source:
-                raise ConfigError(f"{model}'s encoder does not record its data set; pass --data")
+            _, source = _model_and_data(cli, model, data)
             record = fit_inverse(model, source, steps=steps, minutes=minutes)
         except TrajdiffError as error:
             cli.fail(error)
         typer.echo(f"inverse dynamics on {record['transitions']} transitions of {source}: {record['steps']} steps, "
                    f"held-out error {record.get('held_out_mse', float('nan')):.4f} (mean action "
                    f"{record.get('mean_action_mse', float('nan')):.4f}) -> {model / 'inverse.safetensors'}")
+
+
+def _model_and_data(cli: CommandContext, model: Path, data: str | None) -> tuple[Any, str]:
+    """The rl model in ``model`` and the data set to fit on: ``data``, else the one its encoder was trained on."""
+    loaded = cli.load_model(model, domain="rl")
+    source = data or loaded.encoder.source.get("dataset_id")
+    if not source:
+        raise ConfigError(f"{model}'s encoder does not record its data set; pass --data")
+    return loaded, source

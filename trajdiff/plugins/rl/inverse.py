@@ -10,7 +10,6 @@ written to ``MODEL/inverse.safetensors`` and ``MODEL/inverse.json``; ``trajdiff 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trajdiff.errors import CheckpointError, ConfigError, DataError
+from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.rl.loader import _flatten, open_dataset
+from trajdiff.plugins.rl.side_nets import has_side_net, load_side_net, save_side_net
 
-INVERSE_FILE, INVERSE_RECORD = "inverse.safetensors", "inverse.json"
+INVERSE_FILES = ("inverse.safetensors", "inverse.json")  # weights, record
 
 
 class InverseDynamics(nn.Module):
@@ -140,31 +140,15 @@ def fit_inverse(model_dir: str | Path, source: str | Path, *, steps: int = 3000,
 
 
 def save_inverse(model_dir: str | Path, net: InverseDynamics, record: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(model_dir / INVERSE_FILE))
-    (model_dir / INVERSE_RECORD).write_text(json.dumps(record, indent=2))
+    save_side_net(model_dir, net, INVERSE_FILES, record, "inverse dynamics")
 
 
 def has_inverse(model_dir: str | Path) -> bool:
     """Whether ``model_dir`` holds inverse dynamics (`fit_inverse`)."""
-    return (Path(model_dir) / INVERSE_FILE).is_file() and (Path(model_dir) / INVERSE_RECORD).is_file()
+    return has_side_net(model_dir, INVERSE_FILES)
 
 
 def load_inverse(model_dir: str | Path) -> InverseDynamics:
     """The inverse dynamics stored in ``model_dir``."""
-    from safetensors.torch import load_file
-
-    model_dir = Path(model_dir)
-    if not has_inverse(model_dir):
-        raise ConfigError(f"{model_dir} has no inverse dynamics ({INVERSE_FILE}); fit them with "
-                          f"`trajdiff fit-inverse --model {model_dir}`")
-    try:
-        record = json.loads((model_dir / INVERSE_RECORD).read_text())
-        net = InverseDynamics(**record["config"])
-        net.load_state_dict(load_file(str(model_dir / INVERSE_FILE)))
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
-        raise CheckpointError(f"cannot read the inverse dynamics in {model_dir}: {error}") from None
-    return net.eval()
+    return load_side_net(model_dir, INVERSE_FILES, InverseDynamics, "inverse dynamics",  # type: ignore[return-value]
+                         f"fit them with `trajdiff fit-inverse --model {model_dir}`")

@@ -9,7 +9,6 @@ The network (`trajdiff.core.value.ValueNet`) and its record are written to
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,11 @@ import numpy as np
 import torch
 
 from trajdiff.core.value import ValueNet, train_value
-from trajdiff.errors import CheckpointError, ConfigError, DataError
+from trajdiff.errors import ConfigError, DataError
 from trajdiff.plugins.rl.loader import _flatten, open_dataset
+from trajdiff.plugins.rl.side_nets import load_side_net, save_side_net
 
-VALUE_FILE, VALUE_RECORD = "value.safetensors", "value.json"
+VALUE_FILES = ("value.safetensors", "value.json")  # weights, record
 
 
 def value_windows(loaded: Any, source: str | Path, *, gamma: float = 0.99, stride: int | None = None,
@@ -77,26 +77,10 @@ def fit_value(model_dir: str | Path, loaded: Any, source: str | Path, *, gamma: 
 
 
 def save_value(model_dir: str | Path, net: ValueNet, record: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(model_dir / VALUE_FILE))
-    (model_dir / VALUE_RECORD).write_text(json.dumps(record, indent=2))
+    save_side_net(model_dir, net, VALUE_FILES, record, "value function")
 
 
 def load_value(model_dir: str | Path) -> ValueNet:
     """The value network stored in ``model_dir`` (`fit_value`)."""
-    from safetensors.torch import load_file
-
-    model_dir = Path(model_dir)
-    if not (model_dir / VALUE_FILE).is_file() or not (model_dir / VALUE_RECORD).is_file():
-        raise ConfigError(f"{model_dir} has no value function ({VALUE_FILE}); fit one with "
-                          f"`trajdiff fit-value --model {model_dir} --data DATASET`")
-    try:
-        record = json.loads((model_dir / VALUE_RECORD).read_text())
-        net = ValueNet(**record["config"])
-        net.load_state_dict(load_file(str(model_dir / VALUE_FILE)))
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
-        raise CheckpointError(f"cannot read the value function in {model_dir}: {error}") from None
-    return net.eval()
+    return load_side_net(model_dir, VALUE_FILES, ValueNet, "value function",  # type: ignore[return-value]
+                         f"fit one with `trajdiff fit-value --model {model_dir} --data DATASET`")
