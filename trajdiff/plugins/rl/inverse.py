@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from trajdiff.errors import ConfigError, DataError
-from trajdiff.plugins.rl.loader import _flatten, open_dataset
+from trajdiff.plugins.rl.loader import load_minari
 from trajdiff.plugins.rl.side_nets import has_side_net, load_side_net, save_side_net
 
 INVERSE_FILES = ("inverse.safetensors", "inverse.json")  # weights, record
@@ -66,23 +66,19 @@ class InverseDynamics(nn.Module):
 
 
 def transitions(source: str | Path, *, max_episodes: int | None = None) -> tuple[np.ndarray, ...]:
-    """A Minari data set's transitions: states ``[N, S]``, next states ``[N, S]``, actions ``[N, A]`` and each one's
-    episode number ``[N]`` (the final observation of an episode is the last next state)."""
-    dataset = open_dataset(source)
+    """A Minari data set's transitions, read by the domain's loader (episodes kept apart): states ``[N, S]`` (the
+    observation columns a plan holds), next states ``[N, S]``, actions ``[N, A]`` and each one's episode number
+    ``[N]`` (an episode's final observation is its last next state)."""
+    episodes = load_minari(source, join=False, max_episodes=max_episodes)
+    act_cols = [i for i, c in enumerate(episodes.columns) if c.startswith("action")]
+    obs_cols = [i for i in range(len(episodes.columns)) if i not in act_cols]
     states, nexts, actions, episode_of = [], [], [], []
-    for count, episode in enumerate(dataset.iterate_episodes()):
-        if max_episodes is not None and count >= max_episodes:
-            break
-        obs = _flatten(episode.observations, dataset.observation_space)
-        act = _flatten(episode.actions, dataset.action_space)
-        if len(act) == 0:
-            continue
-        states.append(obs[:-1])
-        nexts.append(obs[1:])
-        actions.append(act)
-        episode_of.append(np.full(len(act), count))
-    if not actions:
-        raise DataError(f"{source}: no transition to fit inverse dynamics on")
+    for number, (rows, meta) in enumerate(zip(episodes.sequences, episodes.meta, strict=True)):
+        observed = np.concatenate([rows[:, obs_cols], np.asarray(meta["final_observation"])[None]])
+        states.append(observed[:-1])
+        nexts.append(observed[1:])
+        actions.append(rows[:, act_cols])
+        episode_of.append(np.full(len(rows), number))
     return tuple(np.concatenate(part).astype(np.float32) if i < 3 else np.concatenate(part)
                  for i, part in enumerate((states, nexts, actions, episode_of)))
 
